@@ -1,0 +1,5 @@
+import sys
+
+from ivrpay.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""structlog set-up and the last-line card-number masker.
+
+Everything the process logs (structlog and the standard library's loggers, aiohttp and asyncpg
+included) goes through one processor chain that ends with :func:`mask_card_numbers`: every run of
+12–19 digits not joined to other digits is replaced, in every value, except in the fields of an
+explicit allow-list of identifiers that are known not to be card data. Tracebacks are rendered
+without local variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+# Fields whose digit runs are identifiers, never card data (gateway TranID/TranDate, Asterisk
+# uniqueid and thread id). Keep this list short and explicit.
+ALLOWED_DIGIT_FIELDS = frozenset(
+    {"tran_id", "tran_date", "uniqueid", "agi_uniqueid", "threadid", "agi_threadid", "thread_id"}
+)
+
+_DIGIT_RUN = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
+MASK = "[card?]"
+
+
+def mask_text(text: str) -> str:
+    """Replace every run of 12–19 digits not joined to other digits."""
+    return _DIGIT_RUN.sub(MASK, text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, bytes | bytearray):
+        return mask_text(bytes(value).decode("latin-1"))
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        return MASK if _DIGIT_RUN.fullmatch(text.lstrip("-")) else value
+    if isinstance(value, dict):
+        return {k: _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask_value(v) for v in value]
+    if value is None or isinstance(value, bool | float):
+        return value
+    return mask_text(str(value))
+
+
+def mask_card_numbers(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the last line of defence against card numbers in logs."""
+    for key in list(event_dict):
+        if key in ALLOWED_DIGIT_FIELDS:
+            continue
+        event_dict[key] = _mask_value(event_dict[key])
+    return event_dict
+
+
+def _exception_formatter(
+    exc_info: Any,
+) -> str:  # pragma: no cover - thin wrapper, exercised through logs
+    # Plain traceback text without locals: local variables may hold card data.
+    import traceback
+
+    return "".join(traceback.format_exception(*exc_info))
+
+
+def _shared_processors() -> list[Callable[..., Any]]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+def configure(
+    level: str = "info", fmt: str | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the standard library logging to one masked output.
+
+    ``fmt`` is ``json`` or ``console``; ``None`` picks console on a terminal, JSON otherwise.
+    """
+    stream = stream or sys.stderr
+    if fmt is None:
+        fmt = "console" if stream.isatty() else "json"
+    if fmt == "json":
+        renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False)
+        exc: list[Any] = [structlog.processors.ExceptionRenderer(_exception_formatter)]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
+        exc = [structlog.processors.ExceptionRenderer(_exception_formatter)]
+    final = [*exc, mask_card_numbers, renderer]
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # aiohttp's access log is noise at info on a busy IVR; keep it at warning.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None, **initial: Any) -> Any:
+    return structlog.get_logger(name, **initial)

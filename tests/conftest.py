@@ -1,0 +1,7 @@
+"""Fixtures shared by every test folder live in tests/support/; this file only lists them."""
+
+pytest_plugins = [
+    "tests.support.agi",
+    "tests.support.db",
+    "tests.support.gateway",
+]
