@@ -34,6 +34,8 @@ bench: install
 
 # (Re)make missing prompt audio: Japanese with Open JTalk, English with espeak-ng.
 sounds: install
+	command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq espeak-ng sox)
 	$(BIN)/pip install -q -c constraints.txt -e '.[sounds]'
 	$(BIN)/python -m ivrpay.sounds.make
 

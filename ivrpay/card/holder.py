@@ -1,8 +1,8 @@
 """The wipeable card holder: card number, expiry and security code of one call, in memory only.
 
-The digits live in ``bytearray`` buffers that :meth:`CardData.wipe` zeroes in place. The holder never
-shows them: ``repr``, ``str``, ``format`` show the last four digits at most, pickling and copying are
-refused, and no exception raised here carries a digit. Only the gateway client calls the
+The digits live in ``bytearray`` buffers that :meth:`CardData.wipe` zeroes in place. The holder
+never shows them: ``repr``, ``str``, ``format`` show the last four digits at most, pickling and
+copying are refused, and no exception raised here carries a digit. Only the gateway client calls the
 ``reveal_*`` methods, to build the request body.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 
 class CardDataError(ValueError):
-    """A value handed to the holder is not digits of an acceptable length (no digits in the text)."""
+    """A value handed to the holder is not digits of an acceptable length (says no digit)."""
 
 
 def _buffer(value: str | bytes | bytearray, lo: int, hi: int, what: str) -> bytearray:
