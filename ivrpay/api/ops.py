@@ -1,0 +1,100 @@
+"""Operations endpoints: ``/healthz``, ``/metrics`` and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from ivrpay import store
+from ivrpay.api import keys
+from ivrpay.api.middleware import public
+from ivrpay.api.render import json_response
+from ivrpay.metrics import CONTENT_TYPE, WEBHOOK_BACKLOG, generate_latest
+
+log = structlog.get_logger(__name__)
+
+HEALTH_TIMEOUT_S = 2.0
+
+
+@public
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(request.config_dict[keys.OPENAPI])
+
+
+async def _database(pool: Any) -> dict[str, str]:
+    try:
+        # A real round trip through the store's own query (a bare connection proves nothing).
+        await asyncio.wait_for(
+            store.list_payments(pool, now=datetime.now(UTC), limit=1), HEALTH_TIMEOUT_S
+        )
+    except Exception as exc:
+        log.warning("api.health_database_failed", error=type(exc).__name__)
+        return {"status": "fail", "detail": type(exc).__name__}
+    return {"status": "ok"}
+
+
+async def _optional_part(part: Any, what: str) -> dict[str, str]:
+    """A part that may be absent: ``disabled`` when not configured; otherwise its own ``health()``
+    (sync or async, truthy = ok) or, failing that, a ``connected`` flag if it keeps one."""
+    if part is None:
+        return {"status": "disabled"}
+    check = getattr(part, "health", None)
+    try:
+        if callable(check):
+            value = check()
+            if inspect.isawaitable(value):
+                value = await asyncio.wait_for(value, HEALTH_TIMEOUT_S)
+            ok = bool(value)
+        elif hasattr(part, "connected"):
+            ok = bool(part.connected)
+        else:
+            return {"status": "ok", "detail": "configured"}
+    except Exception as exc:
+        log.warning("api.health_part_failed", part=what, error=type(exc).__name__)
+        return {"status": "fail", "detail": type(exc).__name__}
+    return {"status": "ok"} if ok else {"status": "fail"}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    cfg = request.config_dict
+    database, gateway, ami = await asyncio.gather(
+        _database(cfg[keys.POOL]),
+        _optional_part(cfg.get(keys.GATEWAY), "gateway"),
+        _optional_part(cfg.get(keys.AMI), "ami"),
+    )
+    checks = {"database": database, "gateway": gateway, "ami": ami}
+    if database["status"] != "ok":
+        overall = "fail"
+    elif any(c["status"] == "fail" for c in checks.values()):
+        overall = "degraded"
+    else:
+        overall = "ok"
+    return json_response(
+        {"status": overall, "checks": checks}, status=503 if overall == "fail" else 200
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    await _refresh_webhook_backlog(request.config_dict[keys.POOL])
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _refresh_webhook_backlog(pool: Any) -> None:
+    """The backlog is a fact of the database (every process shares it), read at scrape time.
+
+    ``store.count_webhook_backlog(db) -> int`` is asked of the store; until it exists the gauge
+    keeps its last value. A failing database must not fail the scrape: the other metrics matter
+    most exactly then.
+    """
+    count = getattr(store, "count_webhook_backlog", None)
+    if count is None:
+        return
+    try:
+        WEBHOOK_BACKLOG.set(await asyncio.wait_for(count(pool), HEALTH_TIMEOUT_S))
+    except Exception as exc:
+        log.warning("api.metrics_backlog_failed", error=type(exc).__name__)
