@@ -123,6 +123,9 @@ class Settings:
             attempts=r.int("IVRPAY_ATTEMPTS", d.attempts, 1, 9),
             digit_timeout_ms=r.int("IVRPAY_DIGIT_TIMEOUT_MS", d.digit_timeout_ms, 500, 60000),
             gateway_timeout_s=r.float("IVRPAY_GATEWAY_TIMEOUT_S", d.gateway_timeout_s, 0.05, 300),
+            gateway_connect_timeout_s=r.float(
+                "IVRPAY_GATEWAY_CONNECT_TIMEOUT_S", d.gateway_connect_timeout_s, 0.05, 60
+            ),
             timezone=r.timezone("IVRPAY_TIMEZONE", d.timezone),
             callback_pattern=r.regex("IVRPAY_CALLBACK_PATTERN", d.callback_pattern),
             max_calls=r.int("IVRPAY_MAX_CALLS", d.max_calls, 1, 100000),

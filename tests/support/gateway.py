@@ -1,1 +1,165 @@
-"""Shared test fixtures (see tests/conftest.py)."""
+"""Gateway fixtures others reuse: a running sandbox gateway and a gateway client pointed at it.
+
+- ``sandbox``: a :class:`~ivrpay.sandbox.Sandbox` on a free port, faults cleared.
+- ``gateway_client``: a :class:`~ivrpay.gateway.GatewayClient` on it with short test timeouts
+  (``TEST_TIMEOUT_S``), no back-off pauses, ``reconcile_after_s`` as in production (300 s, so a
+  fresh ``UNPROCESSED`` stays "unknown"; pass ``reconcile_after_s=0`` to ``reconcile`` to trust it).
+- ``make_card(number, expiry=None, code="auto")``: a filled
+  :class:`~ivrpay.card.holder.CardData` (expiry defaults to a date well in the future).
+- ``card_safe_logs``: captures every log line (before and after the masker) at debug level and
+  fails the test if any test card number was logged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import structlog
+
+from ivrpay import logging as ivrpay_logging
+from ivrpay.card.holder import CardData
+from ivrpay.gateway import GatewayClient
+from ivrpay.sandbox import Sandbox, start_sandbox
+
+TEST_TIMEOUT_S = 1.0
+SHOP_ID, SHOP_PASS = "tshop00000001", "shoppass01"
+SITE_ID, SITE_PASS = "tsite00000001", "sitepass0001"
+
+# product.md "Sandbox gateway test cards".
+APPROVED_CARDS = {
+    "4111111111111111": "VISA",
+    "5555555555554444": "MASTERCARD",
+    "3530111333300000": "JCB",
+    "378282246310005": "AMEX",
+    "36227206271667": "DINERS",
+}
+DECLINED_CARDS = {
+    "4000000000000002": ("declined", None, "42G020000"),
+    "4000000000009995": ("declined", None, "42G030000"),
+    "4000000000000069": ("input", "expiry", "42G830000"),
+    "4000000000000127": ("input", "security_code", "42G440000"),
+}
+LOST_ANSWER_CARD = "4000000000000119"
+GATEWAY_TIMEOUT_CARD = "4000000000000101"
+TEST_CARD_NUMBERS = (*APPROVED_CARDS, *DECLINED_CARDS, LOST_ANSWER_CARD, GATEWAY_TIMEOUT_CARD)
+
+
+def future_expiry(years: int = 3) -> str:
+    """A keyed expiry (``MMYY``) some years ahead."""
+    now = datetime.now()
+    return f"{now.month:02d}{(now.year + years) % 100:02d}"
+
+
+def make_card(number: str, expiry: str | None = None, code: str | None = "auto") -> CardData:
+    """A filled holder; ``code="auto"`` is a code of the brand's length (4 for AMEX), ``None``
+    leaves it out."""
+    card = CardData()
+    card.set_number(number)
+    card.set_expiry(expiry or future_expiry())
+    if code == "auto":
+        code = "1234" if number[:2] in ("34", "37") else "123"
+    if code is not None:
+        card.set_security_code(code)
+    return card
+
+
+def make_gateway_client(sandbox: Sandbox, **overrides: Any) -> GatewayClient:
+    options: dict[str, Any] = dict(
+        timeout_s=TEST_TIMEOUT_S,
+        connect_timeout_s=TEST_TIMEOUT_S,
+        retry_backoff_s=(0.0, 0.0),
+        reconcile_after_s=300.0,
+    )
+    options.update(overrides)
+    return GatewayClient(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, **options)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    started = await start_sandbox(hold_s=60.0)
+    started.clear_faults()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+@pytest.fixture
+async def gateway_client(sandbox: Sandbox) -> AsyncIterator[GatewayClient]:
+    async with make_gateway_client(sandbox) as client:
+        yield client
+
+
+# -- logs ----------------------------------------------------------------------------------------
+_CARD_RUN = re.compile("|".join(TEST_CARD_NUMBERS))
+
+
+def find_card_numbers(text: str) -> list[str]:
+    """Test card numbers in ``text`` (a leak detector that must itself be able to fail)."""
+    return sorted(set(_CARD_RUN.findall(text)))
+
+
+class LogCapture:
+    """Everything logged during a test: event dicts as the code logged them (``raw``, before the
+    masker) and the rendered lines (``rendered``, after it)."""
+
+    def __init__(self) -> None:
+        self.raw: list[str] = []
+        self.stream = io.StringIO()
+
+    @property
+    def rendered(self) -> str:
+        return self.stream.getvalue()
+
+    def events(self, name: str) -> list[str]:
+        return [r for r in self.raw if f"'event': '{name}'" in r]
+
+    def leaks(self) -> list[str]:
+        return find_card_numbers("\n".join(self.raw) + "\n" + self.rendered)
+
+
+class _RawHandler(logging.Handler):
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.sink.append(f"{record.name}: {record.getMessage()}")
+        except Exception:  # a record that cannot format is not a leak
+            self.sink.append(f"{record.name}: {record.msg!r}")
+
+
+@pytest.fixture
+def card_safe_logs() -> Iterator[LogCapture]:
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    capture = LogCapture()
+    ivrpay_logging.configure(level="debug", fmt="json", stream=capture.stream)
+
+    def grab(_logger: Any, _method: str, event_dict: Any) -> Any:
+        capture.raw.append(repr(dict(event_dict)))
+        return event_dict
+
+    structlog.configure(processors=[grab, *structlog.get_config()["processors"]])
+    raw_handler = _RawHandler(capture.raw)
+    root.addHandler(raw_handler)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(raw_handler)
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved_handlers:
+            root.addHandler(h)
+        root.setLevel(saved_level)
+        structlog.configure(**saved)
+    leaked = capture.leaks()
+    assert not leaked, f"{len(leaked)} test card number(s) written to the log"
