@@ -7,10 +7,20 @@ hands over to the part that does the work. A bad setting ends with one clear lin
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+import structlog
 
 from ivrpay.config import ConfigError, Settings, parse_hostport
+
+log = structlog.get_logger("ivrpay")
 
 
 def _hostport(name: str):  # argparse type
@@ -85,30 +95,160 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if cmd == "call":
         from ivrpay.simulator.cli import main_call
 
-        agi = args.agi or settings.agi_listen
-        return main_call(args, agi)
+        return main_call(args, args.agi or settings.agi_listen)
+    _configure_logging(settings)
     if cmd == "sandbox-gateway":
         from ivrpay.sandbox.server import run_sandbox
 
         run_sandbox(args.listen.host, args.listen.port, args.latency_ms, args.jitter_ms)
         return 0
-    from ivrpay import runner
-
     if cmd == "serve":
         settings = settings.replace(
             agi_listen=args.agi or settings.agi_listen,
             http_listen=args.http or settings.http_listen,
         )
-        return runner.serve(settings)
-    if cmd == "migrate":
-        return runner.migrate(settings)
-    if cmd == "apikey":
-        return runner.apikey_create(settings, args.name, args.webhook)
-    if cmd == "user":
-        return runner.user_add(settings, args.name, args.role, args.password_stdin)
+        return asyncio.run(_serve(settings))
     if cmd == "demo":
-        return runner.demo(settings)
+        return asyncio.run(_serve(settings, demo=True))
+    if cmd == "migrate":
+        return asyncio.run(_migrate(settings))
+    if cmd == "apikey":
+        return asyncio.run(_apikey_create(settings, args.name, args.webhook))
+    if cmd == "user":
+        password = _read_password(args.password_stdin)
+        return asyncio.run(_user_add(settings, args.name, args.role, password))
     raise AssertionError(cmd)
+
+
+def _configure_logging(settings: Settings) -> None:
+    from ivrpay.logging import configure
+
+    configure(settings.log_level, settings.log_format)
+
+
+async def _serve(settings: Settings, *, demo: bool = False) -> int:
+    from ivrpay.service import Service, harden_process
+
+    harden_process()
+    sandbox = None
+    if settings.secret_key is None:
+        log.warning("no IVRPAY_SECRET_KEY: a new one was made; sign-ins will not survive a restart")
+        settings = settings.replace(secret_key=secrets.token_urlsafe(32))
+    gateway_url = None
+    if settings.gateway_url is None:
+        from ivrpay.sandbox.server import start_sandbox
+
+        host, _, port = DEMO_SANDBOX.partition(":")
+        sandbox = await start_sandbox(host, int(port))
+        gateway_url = sandbox.url
+        log.warning("no IVRPAY_GATEWAY_URL: using the local sandbox gateway", url=sandbox.url)
+    service = Service(settings, gateway_url=gateway_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start()
+        if demo:
+            await _demo_accounts(service)
+        await stop.wait()
+    finally:
+        await service.stop()
+        if sandbox is not None:
+            await sandbox.stop()
+    return 0
+
+
+DEMO_SANDBOX = "127.0.0.1:8081"
+
+
+async def _demo_accounts(service: Any) -> None:
+    """A demo admin and API key, printed once and written to var/demo.env for the walk-through."""
+    from ivrpay import store
+
+    pool = service.db.pool
+    password = secrets.token_urlsafe(9)
+    name = "admin"
+    try:
+        await store.create_user(pool, name, "admin", password)
+    except store.Conflict:
+        user = await store.authenticate_user(pool, name, password)
+        if user is None:
+            name = f"admin-{secrets.token_hex(3)}"
+            await store.create_user(pool, name, "admin", password)
+    _client, api_key, _secret = await store.create_api_client(pool, "demo")
+    s = service.settings
+    http = f"http://{s.http_listen.host}:{service.http_port}"
+    env = service.var_dir / "demo.env"
+    env.parent.mkdir(parents=True, exist_ok=True)
+    env.write_text(f"IVRPAY_API_KEY={api_key}\nIVRPAY_HTTP={http}\n", encoding="utf-8")
+    os.chmod(env, 0o600)
+    print(
+        f"""
+ivrpay demo is running.
+  HTTP      {http}   (screen sign-in: {name} / {password})
+  FastAGI   agi://{s.agi_listen.host}:{service.agi.port}/pay
+  API key   written to {env}
+
+In another terminal:
+  source {env}
+  curl -s -X POST "$IVRPAY_HTTP/api/v1/payments" -H "Authorization: Bearer $IVRPAY_API_KEY" \\
+       -H 'Content-Type: application/json' -d '{{"order_id": "demo-1", "amount": 12800}}'
+  .venv/bin/ivrpay call --code <code from the answer> --keys "4111111111111111# 1230 123 1"
+  curl -s "$IVRPAY_HTTP/api/v1/payments?order_id=demo-1" -H "Authorization: Bearer $IVRPAY_API_KEY"
+""",
+        flush=True,
+    )
+
+
+async def _migrate(settings: Settings) -> int:
+    from ivrpay import store
+
+    db = await store.open_database(settings, migrate=False)
+    try:
+        applied = await store.migrate(db.pool)
+    finally:
+        await db.close()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+async def _apikey_create(settings: Settings, name: str, webhook: str | None) -> int:
+    from ivrpay import store
+
+    db = await store.open_database(settings)
+    try:
+        _client, api_key, secret = await store.create_api_client(db.pool, name, webhook)
+    finally:
+        await db.close()
+    print(api_key)
+    print(secret)
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+    if len(password) < 8:
+        raise ConfigError("the password must have at least 8 characters")
+    return password
+
+
+async def _user_add(settings: Settings, name: str, role: str, password: str) -> int:
+    from ivrpay import store
+
+    db = await store.open_database(settings)
+    try:
+        await store.create_user(db.pool, name, role, password)
+    except store.Conflict:
+        print(f"ivrpay: user {name!r} exists already", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"user {name} ({role}) added")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,51 @@
+"""The small channel interface the conversation is written against.
+
+The call flow never sees a socket: it talks to a :class:`Channel`.
+:class:`ivrpay.agi.session.AGISession` (FastAGI today, classic stdin/stdout AGI later) satisfies
+it; a test or another transport only has to provide these few operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class PlayOutcome(Protocol):
+    digit: str | None  # the escape key that stopped the prompt
+    failed: bool  # -1 without a known hang-up (missing prompt file)
+
+
+class DataOutcome(Protocol):
+    digits: str
+    timed_out: bool
+    failed: bool
+
+
+class Environment(Protocol):
+    @property
+    def args(self) -> list[str]: ...
+    @property
+    def uniqueid(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+
+
+class Channel(Protocol):
+    """What the conversation needs from the phone line."""
+
+    env: Environment
+    hangup_event: asyncio.Event
+
+    @property
+    def hung_up(self) -> bool: ...
+
+    async def answer(self) -> bool: ...
+
+    async def stream_file(self, file: str, escape_digits: str = "") -> PlayOutcome: ...
+
+    async def get_data(self, file: str, timeout_ms: int, max_digits: int) -> DataOutcome: ...
+
+    async def set_variable(self, name: str, value: str | int) -> None: ...
+
+    async def set_music(self, on: bool, music_class: str | None = None) -> None: ...

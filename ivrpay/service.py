@@ -1,0 +1,129 @@
+"""The running service: wires the parts for ``ivrpay serve`` and ``ivrpay demo``.
+
+This module and :mod:`ivrpay.cli` are the only places where every part meets: the database, the
+gateway client, the FastAGI server with the call flow, the HTTP application and the background
+workers, on one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import resource
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from ivrpay import store
+from ivrpay.agi.server import FastAGIServer
+from ivrpay.api.app import init_app, start_http
+from ivrpay.config import ConfigError, Settings
+from ivrpay.flow.call import FlowDeps, busy_handler, pay_handler
+from ivrpay.flow.prompts import missing_prompts
+from ivrpay.gateway.client import GatewayClient
+from ivrpay.workers import Workers
+
+log = structlog.get_logger(__name__)
+
+
+def harden_process() -> None:
+    """No core dumps (card data is in memory), and room for ~2 descriptors per call."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_dumpable = 4
+        libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def check_prompts(settings: Settings) -> None:
+    """Refuse to start when a prompt the call needs is missing, naming the file."""
+    missing = missing_prompts(settings.sounds_dir, settings.languages)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ConfigError(f"prompt file missing: {missing[0]}{more}")
+
+
+@dataclass
+class Service:
+    """Everything ``ivrpay serve`` runs. ``start()`` then ``stop()``; ports may be 0 in tests."""
+
+    settings: Settings
+    var_dir: Path = Path("var")
+    gateway_url: str | None = None  # overrides settings.gateway_url (the demo's own sandbox)
+    db: Any = None
+    gateway: GatewayClient | None = None
+    listener: Any = None
+    agi: FastAGIServer | None = None
+    http: web.AppRunner | None = None
+    workers: Workers | None = None
+    deps: FlowDeps | None = None
+    http_port: int = 0
+    owner: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+
+    async def start(self) -> None:
+        s = self.settings
+        check_prompts(s)
+        self.db = await store.open_database(s, var_dir=self.var_dir)
+        self.gateway = GatewayClient.from_settings(s, base_url=self.gateway_url)
+        self.listener = store.PaymentListener(self.db.url)
+        await self.listener.start()
+        self.deps = FlowDeps(settings=s, pool=self.db.pool, gateway=self.gateway, owner=self.owner)
+        self.workers = Workers(s, self.db.pool, self.gateway, owner=self.owner)
+        await self.workers.start()
+        app = init_app(s, pool=self.db.pool, gateway=self.gateway, listener=self.listener)
+        self.http = await start_http(
+            app, s.http_listen.host, s.http_listen.port, shutdown_timeout=2.0
+        )
+        self.http_port = int(self.http.addresses[0][1])
+        self.agi = FastAGIServer(
+            {"pay": pay_handler(self.deps)},
+            host=s.agi_listen.host,
+            port=s.agi_listen.port,
+            max_calls=s.max_calls,
+            busy_handler=busy_handler(self.deps),
+            header_timeout=s.agi_header_timeout_s,
+            command_timeout=s.agi_command_timeout_s,
+        )
+        await self.agi.start()
+        log.info(
+            "ivrpay.started",
+            agi=f"{s.agi_listen.host}:{self.agi.port}",
+            http=f"{s.http_listen.host}:{self.http_port}",
+            database="embedded" if s.database_url is None else "configured",
+        )
+
+    async def stop(self) -> None:
+        """Stop taking calls, let calls in flight finish (IVRPAY_DRAIN_S), then close the rest."""
+        if self.agi is not None:
+            await self.agi.stop(self.settings.drain_s)
+        if self.deps is not None and self.deps.tasks:
+            await asyncio.wait(set(self.deps.tasks), timeout=self.settings.gateway_timeout_s * 3)
+        if self.http is not None:
+            await self.http.cleanup()
+        if self.workers is not None:
+            await self.workers.stop()
+        if self.listener is not None:
+            await self.listener.close()
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.db is not None:
+            await self.db.close()
+        log.info("ivrpay.stopped")
+
+
+def _owner_id() -> str:
+    """This process's name on leases: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
