@@ -1,0 +1,235 @@
+"""Work every ``serve`` process shares through PostgreSQL.
+
+Each function handles a batch: it picks rows with ``FOR UPDATE SKIP LOCKED`` (so processes running
+the same loop split the work and never wait on each other) and changes them in the same
+transaction. Time comes from the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ivrpay.store._core import (
+    LEASE_CLEARED,
+    Db,
+    aware,
+    backoff_delay,
+    card_fields,
+    change,
+    connection,
+    error_value,
+    explain,
+    finish_execution,
+    lock_payment,
+    parse_id,
+    result_fields,
+    seconds,
+    snapshots,
+    transaction,
+)
+from ivrpay.store.errors import InvalidTransition, NotFound
+from ivrpay.store.payments import settlement_for
+from ivrpay.store.states import CLAIMABLE_STATUSES
+
+_CALL_LOST = "the call's process stopped renewing its lease"
+
+
+async def resolve_lapsed_leases(
+    db: Db, *, now: datetime, limit: int = 100
+) -> list[tuple[str, str]]:
+    """Resolve claims whose lease lapsed (a crashed process): in_call → abandoned (canceled if a
+    cancel was requested), processing → unknown (due for reconciliation at once); a payment
+    already past the call just has its call closed. Returns ``(payment_id, status)`` pairs."""
+    aware(now)
+    done: list[tuple[str, str]] = []
+    async with transaction(db) as conn:
+        rows = await conn.fetch(
+            """SELECT id, status, cancel_requested, current_order_id FROM payments
+               WHERE lease_token IS NOT NULL AND call_ended_at IS NULL AND lease_expires_at < $1
+               ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
+        )
+        for row in rows:
+            sets: dict[str, Any] = {"call_ended_at": now, **LEASE_CLEARED}
+            to_status: str | None = None
+            if row["status"] == "in_call":
+                to_status = "canceled" if row["cancel_requested"] else "abandoned"
+                sets["error"] = {"code": "call_lost", "category": "system", "message": _CALL_LOST}
+            elif row["status"] == "processing":
+                to_status = "unknown"
+                err = {"code": "call_lost", "category": "unknown", "message": _CALL_LOST}
+                sets.update(
+                    error=err, unknown_since=now, reconcile_next_at=now, reconcile_attempts=0
+                )
+                await finish_execution(
+                    conn, row["id"], row["current_order_id"], "unknown", err, now
+                )
+            snap = await change(
+                conn, row["id"], now=now, kind="lease_lapsed", to_status=to_status, sets=sets
+            )
+            if snap is not None:
+                done.append((snap["id"], snap["status"]))
+    return done
+
+
+async def expire_payments(db: Db, *, now: datetime, limit: int = 500) -> list[str]:
+    """Unclaimed payments (pending/failed/abandoned) past ``expires_at`` → expired."""
+    aware(now)
+    expired: list[str] = []
+    async with transaction(db) as conn:
+        rows = await conn.fetch(
+            """SELECT id FROM payments WHERE status = ANY($1::text[]) AND expires_at <= $2
+               ORDER BY expires_at LIMIT $3 FOR UPDATE SKIP LOCKED""",
+            sorted(CLAIMABLE_STATUSES),
+            now,
+            limit,
+        )
+        for row in rows:
+            snap = await change(conn, row["id"], now=now, kind="expired", to_status="expired")
+            if snap is not None:
+                expired.append(snap["id"])
+    return expired
+
+
+async def claim_reconciliations(
+    db: Db, *, now: datetime, lease_s: float, limit: int = 10
+) -> list[dict[str, Any]]:
+    """Due ``unknown`` payments, held for ``lease_s`` so no other process takes them meanwhile.
+
+    Each item: ``{payment: snapshot, executions: [{order_id, started_at, entered_at, sent_at,
+    access_id, access_pass, outcome}], unknown_since, attempts}``.
+    """
+    aware(now)
+    async with transaction(db) as conn:
+        rows = await conn.fetch(
+            """WITH due AS (
+                   SELECT id FROM payments
+                   WHERE status = 'unknown' AND NOT needs_review AND reconcile_next_at <= $1
+                   ORDER BY reconcile_next_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               UPDATE payments p SET reconcile_next_at = $3 FROM due WHERE p.id = due.id
+               RETURNING p.*""",
+            now,
+            limit,
+            now + seconds(lease_s),
+        )
+        snaps = await snapshots(conn, rows)
+        ex = await conn.fetch(
+            """SELECT payment_id, order_id, started_at, entered_at, sent_at, access_id,
+                      access_pass, outcome
+               FROM executions WHERE payment_id = ANY($1::uuid[]) ORDER BY payment_id, n""",
+            [r["id"] for r in rows],
+        )
+    by_payment: dict[Any, list[dict[str, Any]]] = {}
+    for e in ex:
+        item = dict(e)
+        by_payment.setdefault(item.pop("payment_id"), []).append(item)
+    return [
+        {
+            "payment": snap,
+            "executions": by_payment.get(row["id"], []),
+            "unknown_since": row["unknown_since"],
+            "attempts": row["reconcile_attempts"],
+        }
+        for row, snap in zip(rows, snaps, strict=True)
+    ]
+
+
+async def record_reconciliation(
+    db: Db,
+    payment_id: Any,
+    *,
+    now: datetime,
+    status: str,
+    backoff_s: Sequence[float],
+    horizon_s: float,
+    error: Mapping[str, Any] | None = None,
+    result: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
+    order_id: str | None = None,
+) -> dict[str, Any]:
+    """What a reconciliation found: unknown → succeeded | failed, or "retry" later.
+
+    A retry is due after ``backoff_s`` (by attempt, the last entry repeating); once the payment has
+    been unknown for ``horizon_s`` it is flagged ``needs_review`` instead.
+    """
+    aware(now)
+    if status not in ("succeeded", "failed", "retry"):
+        raise ValueError("status must be succeeded, failed or retry")
+    pid = parse_id(payment_id)
+    if pid is None:
+        raise NotFound("payment not found")
+    async with transaction(db) as conn:
+        row = await lock_payment(conn, pid)
+        if row is None:
+            raise NotFound(f"payment {pid} not found")
+        if row["status"] != "unknown":
+            raise InvalidTransition(row["status"], "unknown" if status == "retry" else status)
+        order = order_id or row["current_order_id"]
+        if status == "retry":
+            attempts = row["reconcile_attempts"] + 1
+            since = row["unknown_since"] or now
+            if (now - since).total_seconds() >= horizon_s:
+                snap = await change(
+                    conn,
+                    pid,
+                    now=now,
+                    kind="needs_review",
+                    sets={
+                        "needs_review": True,
+                        "review_reason": "reconciliation did not settle the outcome in time",
+                        "reconcile_next_at": None,
+                        "reconcile_attempts": attempts,
+                    },
+                    data={"reason": "reconciliation_exhausted"},
+                )
+                assert snap is not None
+                return snap
+            # Scheduling only: not a change anyone watches, so no event and no new updated_at.
+            await conn.execute(
+                """UPDATE payments SET reconcile_attempts = $2, reconcile_next_at = $3
+                   WHERE id = $1""",
+                pid,
+                attempts,
+                now + seconds(backoff_delay(backoff_s, attempts)),
+            )
+            snap = (await snapshots(conn, [await lock_payment(conn, pid)]))[0]
+            return snap
+        sets: dict[str, Any] = {**card_fields(card), "reconcile_next_at": None}
+        if status == "succeeded":
+            sets.update(result_fields(result))
+            sets["settlement"] = settlement_for(row["job"], row["operation"])
+            sets["error"] = None
+            err = None
+        else:
+            if error is None:
+                raise ValueError("a failed reconciliation needs an error")
+            err = error_value(error)
+            sets["error"] = err
+        outcome = "succeeded" if err is None else err["category"]
+        await finish_execution(conn, pid, order, outcome, err, now)
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="reconciled",
+            to_status=status,
+            from_statuses=["unknown"],
+            sets=sets,
+            data={"order_id": order, "outcome": outcome},
+        )
+        if snap is None:
+            await explain(conn, pid, to_status=status)
+        assert snap is not None
+        return snap
+
+
+async def purge_idempotency_keys(db: Db, *, now: datetime) -> int:
+    """Forget idempotency keys past their 24 h (and code reservations long over)."""
+    aware(now)
+    async with connection(db) as conn:
+        status = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= $1", now)
+        await conn.execute("DELETE FROM payment_codes WHERE reserved_until <= $1", now)
+    return int(status.split()[-1])

@@ -1,0 +1,588 @@
+"""The call flow's side of a payment: find, claim, lease, progress, executions, results.
+
+A call claims a payment with one conditional UPDATE and receives a lease *token*; every later
+change it makes is conditioned on that token and on the call not having ended, so a call whose
+lease lapsed (and was resolved by another process) gets :class:`LeaseLost` instead of writing.
+Card data never comes here: a card is ``{brand, last4}``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ivrpay.store._core import (
+    LEASE_CLEARED,
+    Db,
+    _Args,
+    aware,
+    card_fields,
+    change,
+    connection,
+    error_value,
+    explain,
+    finish_execution,
+    get_snapshot,
+    lock_payment,
+    mask,
+    parse_id,
+    registration_value,
+    result_fields,
+    seconds,
+    snapshots,
+    transaction,
+)
+from ivrpay.store.errors import (
+    Conflict,
+    InvalidTransition,
+    LeaseLost,
+    NotFound,
+    PaymentCanceled,
+    TooManyAttempts,
+)
+from ivrpay.store.payments import settlement_for
+from ivrpay.store.states import CLAIMABLE_STATUSES, STEPS, device_of
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a claim: ``ok`` with a ``token``, or the ``reason`` it was refused."""
+
+    ok: bool
+    reason: str | None
+    payment: dict[str, Any] | None
+    token: str | None = None
+
+
+def _token(token: Any) -> uuid.UUID:
+    tok = parse_id(token)
+    if tok is None:
+        raise LeaseLost("not a lease token")
+    return tok
+
+
+def _pid(payment_id: Any) -> uuid.UUID:
+    pid = parse_id(payment_id)
+    if pid is None:
+        raise NotFound("payment not found")
+    return pid
+
+
+async def find_by_code(db: Db, code: str, *, now: datetime) -> dict[str, Any] | None:
+    """The payment a caller's code points at, whatever its status (while the code is reserved)."""
+    aware(now)
+    if not isinstance(code, str) or not re.fullmatch(r"\d{6}", code):
+        return None
+    async with connection(db) as conn:
+        row = await conn.fetchrow(
+            """SELECT p.* FROM payment_codes c JOIN payments p ON p.id = c.payment_id
+               WHERE c.code = $1 AND c.reserved_until > $2""",
+            code,
+            now,
+        )
+        return None if row is None else (await snapshots(conn, [row]))[0]
+
+
+async def find_pending_by_device(
+    db: Db, device: str, *, now: datetime, statuses: tuple[str, ...] = ("pending",)
+) -> list[dict[str, Any]]:
+    """Unexpired payments registered with a callback on ``device`` (channel suffix stripped)."""
+    aware(now)
+    dev = device_of(device or "")
+    if not dev:
+        return []
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            """SELECT * FROM payments
+               WHERE operator_device = $1 AND status = ANY($2::text[]) AND expires_at > $3
+               ORDER BY created_at DESC LIMIT 20""",
+            dev,
+            list(statuses),
+            now,
+        )
+        return await snapshots(conn, rows)
+
+
+async def claim_payment(
+    db: Db,
+    payment_id: Any,
+    *,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    uniqueid: str | None = None,
+    channel: str | None = None,
+    max_executions: int | None = None,
+) -> Claim:
+    """Atomically take a payment for a call (pending/failed/abandoned → in_call, unexpired)."""
+    aware(now)
+    pid = parse_id(payment_id)
+    if pid is None:
+        return Claim(False, "not_found", None)
+    token = uuid.uuid4()
+
+    def where(a: _Args) -> str:
+        cond = f"expires_at > {a(now)}"
+        if max_executions is not None:
+            cond += (
+                " AND (SELECT count(*) FROM executions e WHERE e.payment_id = payments.id)"
+                f" < {a(int(max_executions))}"
+            )
+        return cond
+
+    async with transaction(db) as conn:
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="claimed",
+            to_status="in_call",
+            from_statuses=sorted(CLAIMABLE_STATUSES),
+            where=where,
+            sets={
+                "lease_owner": owner,
+                "lease_token": token,
+                "lease_expires_at": now + seconds(lease_s),
+                "call_uniqueid": uniqueid,
+                "call_channel": channel,
+                "call_started_at": now,
+                "call_ended_at": None,
+                "call_executions": 0,
+                "cancel_requested": False,
+                "current_order_id": None,
+                "error": None,
+                "card_brand": None,
+                "card_last4": None,
+                "progress_step": "amount",
+                "progress_attempts": {},
+            },
+            data={"uniqueid": uniqueid},
+        )
+        if snap is not None:
+            return Claim(True, None, snap, str(token))
+        current = await get_snapshot(conn, pid)
+        if current is None:
+            return Claim(False, "not_found", None)
+        status = current["status"]
+        if status in ("in_call", "processing"):
+            reason = "in_use"
+        elif status in CLAIMABLE_STATUSES and current["expires_at"] <= now:
+            reason = "expired"
+        elif status in CLAIMABLE_STATUSES:
+            reason = "too_many_attempts"
+        else:
+            reason = status  # succeeded, canceled, expired, unknown
+        return Claim(False, reason, current)
+
+
+async def renew_leases(db: Db, owner: str, *, now: datetime, lease_s: float) -> int:
+    """Extend the lease of every live claim held by ``owner`` (this process); how many."""
+    aware(now)
+    async with connection(db) as conn:
+        status = await conn.execute(
+            """UPDATE payments SET lease_expires_at = $2
+               WHERE lease_owner = $1 AND lease_token IS NOT NULL AND call_ended_at IS NULL""",
+            owner,
+            now + seconds(lease_s),
+        )
+    return int(status.split()[-1])
+
+
+def _attempts_value(attempts: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, value in attempts.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z_]{1,32}", key):
+            raise ValueError("attempt counters are keyed by field name")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+            raise ValueError("attempt counters are small non-negative integers")
+        out[key] = value
+    return out
+
+
+def _check_step(step: str | None) -> None:
+    if step is not None and step not in STEPS:
+        raise ValueError(f"unknown progress step {step!r}")
+
+
+async def record_progress(
+    db: Db,
+    payment_id: Any,
+    token: Any,
+    *,
+    now: datetime,
+    step: str | None = None,
+    attempts: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The caller's step and attempt counters (merged per field); returns the snapshot."""
+    aware(now)
+    _check_step(step)
+    pid, tok = _pid(payment_id), _token(token)
+    sets: dict[str, Any] = {}
+    if step is not None:
+        sets["progress_step"] = step
+    if attempts:
+        value = _attempts_value(attempts)
+        sets["progress_attempts"] = lambda a: f"progress_attempts || {a(value)}::jsonb"
+    data = {"step": step, "attempts": dict(attempts or {})}
+    async with transaction(db) as conn:
+        snap = await change(conn, pid, now=now, kind="progress", sets=sets, token=tok, data=data)
+        if snap is None:
+            await explain(conn, pid, token=tok)
+        assert snap is not None
+        return snap
+
+
+async def _held(conn: Any, pid: uuid.UUID, tok: uuid.UUID) -> Any:
+    """The payment row, locked, if this call still holds it (LeaseLost / NotFound otherwise)."""
+    row = await lock_payment(conn, pid)
+    if row is None:
+        raise NotFound(f"payment {pid} not found")
+    if row["lease_token"] != tok or row["call_ended_at"] is not None:
+        raise LeaseLost(f"payment {pid} is no longer held by this call")
+    return row
+
+
+async def _cancel_now(conn: Any, pid: uuid.UUID, tok: uuid.UUID, now: datetime) -> dict[str, Any]:
+    snap = await change(
+        conn, pid, now=now, kind="canceled", to_status="canceled", token=tok, data={"by": "api"}
+    )
+    assert snap is not None
+    return snap
+
+
+async def start_execution(
+    db: Db,
+    payment_id: Any,
+    token: Any,
+    *,
+    now: datetime,
+    max_per_payment: int,
+    max_per_call: int,
+) -> str:
+    """Allocate and store the next attempt OrderID ``<order_id>-NN`` (before EntryTran).
+
+    Raises TooManyAttempts (payment now ``failed``) when a limit is reached, PaymentCanceled
+    (payment now ``canceled``) when a cancel was requested.
+    """
+    aware(now)
+    pid, tok = _pid(payment_id), _token(token)
+    failure: Exception | None = None
+    order_id = ""
+    async with transaction(db) as conn:
+        row = await _held(conn, pid, tok)
+        if row["status"] != "in_call":
+            raise InvalidTransition(row["status"], "processing")
+        if row["cancel_requested"]:
+            failure = PaymentCanceled(await _cancel_now(conn, pid, tok, now))
+        else:
+            done = await conn.fetchval(
+                "SELECT coalesce(max(n), 0) FROM executions WHERE payment_id = $1", pid
+            )
+            if done >= min(max_per_payment, 99) or row["call_executions"] >= max_per_call:
+                snap = await change(
+                    conn,
+                    pid,
+                    now=now,
+                    kind="failed",
+                    to_status="failed",
+                    token=tok,
+                    sets={
+                        "error": {
+                            "code": "too_many_attempts",
+                            "category": "declined",
+                            "message": "the gateway execution limit was reached",
+                        }
+                    },
+                )
+                assert snap is not None
+                failure = TooManyAttempts(snap)
+            else:
+                n = done + 1
+                order_id = f"{row['order_id']}-{n:02d}"
+                await conn.execute(
+                    """INSERT INTO executions (payment_id, n, order_id, started_at, call_uniqueid)
+                       VALUES ($1, $2, $3, $4, $5)""",
+                    pid,
+                    n,
+                    order_id,
+                    now,
+                    row["call_uniqueid"],
+                )
+                await change(
+                    conn,
+                    pid,
+                    now=now,
+                    kind="execution_started",
+                    token=tok,
+                    sets={
+                        "call_executions": row["call_executions"] + 1,
+                        "current_order_id": order_id,
+                    },
+                    data={"order_id": order_id},
+                )
+    # Raised after the commit: the payment's new status must stick.
+    if failure is not None:
+        raise failure
+    return order_id
+
+
+async def record_entry(
+    db: Db,
+    payment_id: Any,
+    token: Any,
+    *,
+    order_id: str,
+    access_id: str,
+    access_pass: str,
+    now: datetime,
+) -> None:
+    """EntryTran answered: keep the attempt's AccessID/AccessPass (for ExecTran and AlterTran)."""
+    aware(now)
+    pid, tok = _pid(payment_id), _token(token)
+    async with transaction(db) as conn:
+        await _held(conn, pid, tok)
+        status = await conn.execute(
+            """UPDATE executions SET access_id = $3, access_pass = $4, entered_at = $5
+               WHERE payment_id = $1 AND order_id = $2""",
+            pid,
+            order_id,
+            access_id,
+            access_pass,
+            now,
+        )
+        if status.endswith(" 0"):
+            raise Conflict("unknown_execution", f"no execution {order_id} for this payment")
+
+
+async def move_to_processing(
+    db: Db, payment_id: Any, token: Any, *, order_id: str, now: datetime
+) -> dict[str, Any]:
+    """in_call → processing: from here ExecTran may be sent. PaymentCanceled if cancel requested."""
+    aware(now)
+    pid, tok = _pid(payment_id), _token(token)
+    canceled: dict[str, Any] | None = None
+    async with transaction(db) as conn:
+        row = await _held(conn, pid, tok)
+        if row["status"] != "in_call":
+            raise InvalidTransition(row["status"], "processing")
+        if row["cancel_requested"]:
+            canceled = await _cancel_now(conn, pid, tok, now)
+        else:
+            status = await conn.execute(
+                """UPDATE executions SET sent_at = $3
+                   WHERE payment_id = $1 AND order_id = $2 AND outcome IS NULL""",
+                pid,
+                order_id,
+                now,
+            )
+            if status.endswith(" 0"):
+                raise Conflict("unknown_execution", f"no open execution {order_id}")
+            snap = await change(
+                conn,
+                pid,
+                now=now,
+                kind="processing",
+                to_status="processing",
+                token=tok,
+                sets={"progress_step": "processing", "current_order_id": order_id},
+                data={"order_id": order_id},
+            )
+            assert snap is not None
+            return snap
+    raise PaymentCanceled(canceled)
+
+
+_RESULT_STATUSES = ("succeeded", "in_call", "failed", "unknown")
+
+
+def _outcome_sets(
+    status: str,
+    row: Mapping[str, Any],
+    now: datetime,
+    error: Mapping[str, Any] | None,
+    result: Mapping[str, Any] | None,
+    card: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Columns to set for a gateway outcome, and the error value (None on success)."""
+    sets: dict[str, Any] = {**card_fields(card)}
+    if status == "succeeded":
+        sets.update(result_fields(result))
+        sets["settlement"] = settlement_for(row["job"], row["operation"])
+        sets["error"] = None
+        return sets, None
+    if status == "unknown" and error is None:
+        error = {"code": "unknown", "category": "unknown", "message": "outcome not confirmed"}
+    if error is None:
+        raise ValueError(f"an error is required for status {status}")
+    err = error_value(error)
+    sets["error"] = err
+    if status == "unknown":
+        sets.update(unknown_since=now, reconcile_next_at=now, reconcile_attempts=0)
+    return sets, err
+
+
+async def record_gateway_result(
+    db: Db,
+    payment_id: Any,
+    token: Any,
+    *,
+    order_id: str,
+    status: str,
+    now: datetime,
+    error: Mapping[str, Any] | None = None,
+    result: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
+    registration: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The gateway's answer to this attempt: processing → succeeded | in_call | failed | unknown."""
+    aware(now)
+    if status not in _RESULT_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(_RESULT_STATUSES)}")
+    pid, tok = _pid(payment_id), _token(token)
+    async with transaction(db) as conn:
+        row = await _held(conn, pid, tok)
+        if row["status"] != "processing":
+            raise InvalidTransition(row["status"], status)
+        sets, err = _outcome_sets(status, row, now, error, result, card)
+        if registration is not None:
+            sets["registration"] = registration_value(registration)
+        sets["progress_step"] = "result"
+        outcome = "succeeded" if err is None else err["category"]
+        await finish_execution(conn, pid, order_id, outcome, err, now)
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="gateway_result",
+            to_status=status,
+            from_statuses=["processing"],
+            token=tok,
+            sets=sets,
+            data={"order_id": order_id, "outcome": outcome, "error": err},
+        )
+        if snap is None:
+            await explain(conn, pid, to_status=status, token=tok)
+        assert snap is not None
+        return snap
+
+
+_CALL_END_STATUSES = ("abandoned", "failed", "canceled")
+
+
+async def end_call(
+    db: Db,
+    payment_id: Any,
+    token: Any,
+    *,
+    now: datetime,
+    status: str | None = None,
+    error: Mapping[str, Any] | None = None,
+    step: str | None = None,
+) -> dict[str, Any]:
+    """The call is over: release the claim; an ``in_call`` payment ends ``status``.
+
+    ``status`` defaults to ``abandoned``; a cancel requested during the call wins over abandoned
+    or failed. A payment already past the call (succeeded, failed, unknown, canceled) keeps its
+    status whatever ``status`` says, and the claim is released. ``processing`` refuses
+    (InvalidTransition): the gateway's answer must be recorded first.
+    """
+    aware(now)
+    _check_step(step)
+    if status is not None and status not in (*_CALL_END_STATUSES, "succeeded", "unknown"):
+        raise ValueError(f"a call cannot end a payment {status}")
+    pid, tok = _pid(payment_id), _token(token)
+    async with transaction(db) as conn:
+        row = await _held(conn, pid, tok)
+        current = row["status"]
+        sets: dict[str, Any] = {"call_ended_at": now, **LEASE_CLEARED}
+        if step is not None:
+            sets["progress_step"] = step
+        if current == "in_call":
+            target = status or "abandoned"
+            if target not in _CALL_END_STATUSES:
+                raise InvalidTransition(current, target)
+            if row["cancel_requested"]:
+                target = "canceled"
+            if error is not None:
+                sets["error"] = error_value(error)
+            snap = await change(
+                conn, pid, now=now, kind="call_ended", to_status=target, token=tok, sets=sets
+            )
+        elif current == "processing":
+            raise InvalidTransition(current, status or "abandoned")
+        else:
+            # Already past the call (succeeded, failed, unknown, canceled): the requested status
+            # is moot, but the claim must still be released.
+            snap = await change(conn, pid, now=now, kind="call_ended", token=tok, sets=sets)
+        assert snap is not None
+        return snap
+
+
+async def mark_needs_review(
+    db: Db, payment_id: Any, *, now: datetime, reason: str
+) -> dict[str, Any]:
+    """Flag a payment for an administrator (stops automatic reconciliation)."""
+    aware(now)
+    pid = _pid(payment_id)
+    async with transaction(db) as conn:
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="needs_review",
+            sets={"needs_review": True, "review_reason": mask(reason), "reconcile_next_at": None},
+            data={"reason": mask(reason)},
+        )
+        if snap is None:
+            await explain(conn, pid)
+        assert snap is not None
+        return snap
+
+
+async def record_gateway_call(
+    db: Db,
+    *,
+    endpoint: str,
+    started_at: datetime,
+    duration_ms: int,
+    payment_id: Any = None,
+    order_id: str | None = None,
+    http_status: int | None = None,
+    err_code: str | None = None,
+    err_info: str | None = None,
+    outcome: str | None = None,
+    error: str | None = None,
+) -> None:
+    """One request to the gateway (never its body): endpoint, codes, timing; text masked."""
+    aware(started_at, "started_at")
+    async with connection(db) as conn:
+        await conn.execute(
+            """INSERT INTO gateway_calls (payment_id, order_id, endpoint, started_at, duration_ms,
+                   http_status, err_code, err_info, outcome, error)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+            parse_id(payment_id) if payment_id is not None else None,
+            mask(order_id, 40),
+            mask(endpoint, 60),
+            started_at,
+            int(duration_ms),
+            http_status,
+            mask(err_code, 200),
+            mask(err_info, 200),
+            mask(outcome, 40),
+            mask(error),
+        )
+
+
+async def list_gateway_calls(db: Db, payment_id: Any) -> list[dict[str, Any]]:
+    pid = parse_id(payment_id)
+    if pid is None:
+        return []
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM gateway_calls WHERE payment_id = $1 ORDER BY id", pid
+        )
+    return [{**dict(r), "payment_id": str(r["payment_id"])} for r in rows]

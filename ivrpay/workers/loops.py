@@ -1,0 +1,387 @@
+"""The background loops: each does one batch in :meth:`Loop.run_once`; :meth:`Loop.run` repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from ivrpay import store
+from ivrpay.config import Settings
+from ivrpay.store.webhooks import SIGNATURE_HEADER
+
+log = structlog.get_logger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def process_owner() -> str:
+    """A name for this process's leases: host, pid and a random part (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Loop:
+    """One periodic job. Subclasses implement :meth:`run_once`."""
+
+    name = "loop"
+
+    def __init__(self, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.interval_s = interval_s
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Do one batch; returns how many items it handled."""
+        raise NotImplementedError
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Repeat :meth:`run_once` every ``interval_s`` until ``stop`` is set; never dies."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # One bad batch (database restart, network) must not end the loop.
+                log.exception("worker_failed", worker=self.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+
+
+class LeaseRenewer(Loop):
+    name = "lease_renewer"
+
+    def __init__(
+        self, pool: asyncpg.Pool, owner: str, *, lease_s: float, interval_s: float | None = None
+    ) -> None:
+        super().__init__(interval_s or lease_s / 3)
+        self.pool, self.owner, self.lease_s = pool, owner, lease_s
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        return await store.renew_leases(
+            self.pool, self.owner, now=now or _now(), lease_s=self.lease_s
+        )
+
+
+class LeaseSweeper(Loop):
+    name = "lease_sweeper"
+
+    def __init__(self, pool: asyncpg.Pool, *, interval_s: float, limit: int = 100) -> None:
+        super().__init__(interval_s)
+        self.pool, self.limit = pool, limit
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        resolved = await store.resolve_lapsed_leases(self.pool, now=now or _now(), limit=self.limit)
+        for payment_id, status in resolved:
+            log.warning("lease_lapsed", payment_id=payment_id, status=status)
+        return len(resolved)
+
+
+class Expirer(Loop):
+    name = "expirer"
+
+    def __init__(self, pool: asyncpg.Pool, *, interval_s: float, limit: int = 500) -> None:
+        super().__init__(interval_s)
+        self.pool, self.limit = pool, limit
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        expired = await store.expire_payments(self.pool, now=now or _now(), limit=self.limit)
+        if expired:
+            log.info("payments_expired", count=len(expired))
+        return len(expired)
+
+
+class IdempotencyPurger(Loop):
+    name = "idempotency_purger"
+
+    def __init__(self, pool: asyncpg.Pool, *, interval_s: float) -> None:
+        super().__init__(interval_s)
+        self.pool = pool
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        return await store.purge_idempotency_keys(self.pool, now=now or _now())
+
+
+class WebhookDeliverer(Loop):
+    """POSTs due outbox rows, signed; every attempt is recorded, failures back off."""
+
+    name = "webhook_deliverer"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        backoff_s: Sequence[float],
+        horizon_s: float,
+        interval_s: float,
+        timeout_s: float = 10.0,
+        lease_s: float | None = None,
+        limit: int = 20,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(interval_s)
+        self.pool = pool
+        self.backoff_s = tuple(backoff_s)
+        self.horizon_s = horizon_s
+        self.timeout_s = timeout_s
+        # A claimed row is retried by anyone after this, should this process die mid-send.
+        self.lease_s = lease_s if lease_s is not None else timeout_s + 30
+        self.limit = limit
+        self._session = session
+        self._own_session = session is None
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            )
+            self._own_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        now = now or _now()
+        due = await store.claim_deliveries(
+            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
+        )
+        if due:
+            await asyncio.gather(*(self._deliver(d, now) for d in due))
+        return len(due)
+
+    async def _deliver(self, delivery: Mapping[str, Any], now: datetime) -> None:
+        url = delivery["url"]
+        status: int | None = None
+        error: str | None = None
+        started = time.monotonic()
+        if not url:
+            error = "the client has no webhook URL"
+        else:
+            body = delivery["body"].encode("utf-8")
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: store.sign(delivery["secret"], body, int(now.timestamp())),
+                "X-Ivrpay-Event": delivery["type"],
+                "X-Ivrpay-Delivery": delivery["id"],
+            }
+            try:
+                session = await self._get_session()
+                async with session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as resp:
+                    status = resp.status
+                    await resp.read()
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+        duration_ms = int((time.monotonic() - started) * 1000)
+        ok = error is None
+        await store.record_delivery_attempt(
+            self.pool,
+            delivery["id"],
+            now=now,
+            ok=ok,
+            status_code=status,
+            error=error,
+            duration_ms=duration_ms,
+            backoff_s=self.backoff_s,
+            horizon_s=self.horizon_s,
+            url=url,
+        )
+        log.info(
+            "webhook_attempt",
+            delivery_id=delivery["id"],
+            type=delivery["type"],
+            ok=ok,
+            status=status,
+        )
+
+
+@dataclass(frozen=True)
+class ReconcileOutcome:
+    """What the gateway said about an unknown payment (see store.record_reconciliation)."""
+
+    status: str  # "succeeded" | "failed" | "retry"
+    error: Mapping[str, Any] | None = None
+    result: Mapping[str, Any] | None = None
+    card: Mapping[str, Any] | None = None
+    order_id: str | None = None
+
+
+Reconcile = Callable[[dict[str, Any]], Awaitable[ReconcileOutcome]]
+
+
+class Reconciler(Loop):
+    """Claims due ``unknown`` payments and records what ``reconcile(item)`` found.
+
+    WIRING POINT: ``reconcile`` is the gateway side (SearchTrade per attempt OrderID, the
+    "UNPROCESSED only after IVRPAY_RECONCILE_AFTER_S" rule); ``cli``/``runner`` passes it in.
+    ``item`` is one entry of :func:`ivrpay.store.claim_reconciliations`. An exception from
+    ``reconcile`` counts as "retry".
+    """
+
+    name = "reconciler"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        reconcile: Reconcile,
+        *,
+        backoff_s: Sequence[float],
+        horizon_s: float,
+        interval_s: float,
+        lease_s: float = 120.0,
+        limit: int = 10,
+    ) -> None:
+        super().__init__(interval_s)
+        self.pool = pool
+        self.reconcile = reconcile
+        self.backoff_s = tuple(backoff_s)
+        self.horizon_s = horizon_s
+        self.lease_s = lease_s
+        self.limit = limit
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        now = now or _now()
+        items = await store.claim_reconciliations(
+            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
+        )
+        for item in items:
+            payment_id = item["payment"]["id"]
+            try:
+                outcome = await self.reconcile(item)
+            except Exception:
+                log.exception("reconcile_failed", payment_id=payment_id)
+                outcome = ReconcileOutcome("retry")
+            try:
+                snap = await store.record_reconciliation(
+                    self.pool,
+                    payment_id,
+                    now=now,
+                    status=outcome.status,
+                    backoff_s=self.backoff_s,
+                    horizon_s=self.horizon_s,
+                    error=outcome.error,
+                    result=outcome.result,
+                    card=outcome.card,
+                    order_id=outcome.order_id,
+                )
+            except store.StoreError as exc:
+                log.warning("reconcile_not_recorded", payment_id=payment_id, error=str(exc))
+                continue
+            log.info(
+                "reconciled",
+                payment_id=payment_id,
+                status=snap["status"],
+                needs_review=snap["needs_review"],
+            )
+        return len(items)
+
+
+class Workers:
+    """Every loop of one ``serve`` process: ``await start()``, then ``await stop()``.
+
+    ``gateway`` (the gateway client) wires the reconciler through
+    :func:`ivrpay.workers.reconcile.gateway_reconciler`; ``reconcile`` overrides it; with neither,
+    no reconciler runs. ``loops`` replaces the whole set (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        gateway: Any = None,
+        *,
+        owner: str,
+        reconcile: Reconcile | None = None,
+        loops: list[Loop] | None = None,
+    ) -> None:
+        if reconcile is None and gateway is not None:
+            from ivrpay.workers.reconcile import gateway_reconciler
+
+            reconcile = gateway_reconciler(gateway, pool)
+        self.loops = (
+            loops
+            if loops is not None
+            else build_workers(pool, settings, owner=owner, reconcile=reconcile)
+        )
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.stop_event.clear()
+        self.tasks = [
+            asyncio.create_task(loop.run(self.stop_event), name=f"ivrpay-{loop.name}")
+            for loop in self.loops
+        ]
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for loop in self.loops:
+            if isinstance(loop, WebhookDeliverer):
+                await loop.close()
+
+
+def build_workers(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    owner: str,
+    reconcile: Reconcile | None = None,
+) -> list[Loop]:
+    """Every loop a ``serve`` process runs (the reconciler only when ``reconcile`` is given)."""
+    interval = settings.worker_interval_s
+    loops: list[Loop] = [
+        LeaseRenewer(pool, owner, lease_s=settings.lease_s),
+        LeaseSweeper(pool, interval_s=interval),
+        Expirer(pool, interval_s=interval),
+        WebhookDeliverer(
+            pool,
+            backoff_s=settings.webhook_backoff_s,
+            horizon_s=settings.retry_horizon_s,
+            interval_s=interval,
+        ),
+        IdempotencyPurger(pool, interval_s=max(interval, 60.0)),
+    ]
+    if reconcile is not None:
+        loops.append(
+            Reconciler(
+                pool,
+                reconcile,
+                backoff_s=settings.reconcile_backoff_s,
+                horizon_s=settings.retry_horizon_s,
+                interval_s=interval,
+                lease_s=settings.gateway_timeout_s * 3 + 30,
+            )
+        )
+    return loops
+
+
+async def start_workers(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    owner: str,
+    reconcile: Reconcile | None = None,
+) -> Workers:
+    workers = Workers(settings, pool, owner=owner, reconcile=reconcile)
+    await workers.start()
+    return workers
