@@ -135,13 +135,17 @@ async def _serve(settings: Settings, *, demo: bool = False) -> int:
         log.warning("no IVRPAY_SECRET_KEY: a new one was made; sign-ins will not survive a restart")
         settings = settings.replace(secret_key=secrets.token_urlsafe(32))
     gateway_url = None
-    if settings.gateway_url is None:
+    if settings.gateway_url is None and demo:
         from ivrpay.sandbox.server import start_sandbox
 
         host, _, port = DEMO_SANDBOX.partition(":")
         sandbox = await start_sandbox(host, int(port))
         gateway_url = sandbox.url
-        log.warning("no IVRPAY_GATEWAY_URL: using the local sandbox gateway", url=sandbox.url)
+    elif settings.gateway_url is None:
+        log.warning(
+            "no IVRPAY_GATEWAY_URL: using the sandbox gateway (ivrpay sandbox-gateway)",
+            url=f"http://{DEMO_SANDBOX}",
+        )
     service = Service(settings, gateway_url=gateway_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
