@@ -233,9 +233,7 @@ class _Reader:
         items = [i for i in items if i]
         bad = [i for i in items if i not in allowed]
         if bad or not items:
-            raise ConfigError(
-                f"{name}: {', '.join(bad) or 'empty'} not among {', '.join(allowed)}"
-            )
+            raise ConfigError(f"{name}: {', '.join(bad) or 'empty'} not among {', '.join(allowed)}")
         return tuple(dict.fromkeys(items))
 
     def hostport(self, name: str, default: HostPort) -> HostPort:

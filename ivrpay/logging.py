@@ -80,9 +80,7 @@ def _shared_processors() -> list[Callable[..., Any]]:
     ]
 
 
-def configure(
-    level: str = "info", fmt: str | None = None, stream: TextIO | None = None
-) -> None:
+def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library logging to one masked output.
 
     ``fmt`` is ``json`` or ``console``; ``None`` picks console on a terminal, JSON otherwise.
