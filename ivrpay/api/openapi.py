@@ -12,6 +12,8 @@ from typing import Any
 from ivrpay import __version__ as _version
 from ivrpay.api import validation as v
 from ivrpay.config import Settings
+from ivrpay.store.states import ERROR_CATEGORIES, STEPS
+from ivrpay.store.states import WEBHOOK_TYPES as _store_webhook_types
 
 API_PREFIX = "/api/v1"
 
@@ -58,31 +60,9 @@ WEBHOOK_DELIVERY_FIELDS = (
     "delivered_at",
     "history",
 )
-STEPS = (
-    "waiting",
-    "identify",
-    "amount",
-    "card_number",
-    "expiry",
-    "security_code",
-    "confirm",
-    "processing",
-    "result",
-    "done",
-)
-ERROR_CATEGORIES = ("input", "declined", "system", "unknown")
 SETTLEMENTS = ("authorized", "captured", "voided", "refunded")
-WEBHOOK_TYPES = (
-    "payment.succeeded",
-    "payment.failed",
-    "payment.abandoned",
-    "payment.unknown",
-    "payment.canceled",
-    "payment.expired",
-    "payment.captured",
-    "payment.voided",
-    "payment.refunded",
-)
+# The event types the store emits, in its order: one table, so the document cannot drift.
+WEBHOOK_TYPES = tuple(_store_webhook_types.values())
 
 
 def _ref(name: str) -> dict[str, str]:

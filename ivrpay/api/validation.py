@@ -18,6 +18,7 @@ from multidict import MultiMapping
 from ivrpay.api.problems import FieldError, validation_failed
 from ivrpay.card.rules import MAX_CARD_DIGITS, CardNumberCheck, check_card_number
 from ivrpay.config import Settings
+from ivrpay.store.states import STATUSES  # the state machine's own list, re-used as is
 
 ORDER_ID_RE = r"^[A-Za-z0-9-]{1,24}$"
 MEMBER_ID_RE = r"^[A-Za-z0-9_.@-]{1,60}$"
@@ -28,17 +29,6 @@ IDEMPOTENCY_KEY_RE = r"^[\x21-\x7e]{1,255}$"
 JOBS = ("AUTH", "CAPTURE", "CHECK")
 METHODS = (1, 2, 5)
 OPERATIONS = ("charge", "register", "charge_and_register")
-STATUSES = (
-    "pending",
-    "in_call",
-    "processing",
-    "succeeded",
-    "failed",
-    "unknown",
-    "abandoned",
-    "canceled",
-    "expired",
-)
 AMOUNT_MAX = 9_999_999
 PAY_TIMES_MIN, PAY_TIMES_MAX = 2, 99
 EXPIRES_IN_MIN, EXPIRES_IN_MAX, EXPIRES_IN_DEFAULT = 60, 86_400, 1800

@@ -22,7 +22,7 @@ import dataclasses
 import re
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -817,29 +817,12 @@ class GatewayClient:
         """Store a card: SaveMember when missing, SearchCard (the list before), SaveCard.
         A SaveCard whose outcome is unknown is settled by SearchCard against the list before;
         if the card is not there, SaveCard is sent once more (a stored card moves no money)."""
-        member = await self._ensure_member(member_id, member_name)
-        if not member.ok:
-            return member
-        before = await self._card_seqs(member_id)
-        if before is None:
-            return Outcome("SearchCard", "system", message="cannot read the member's cards")
-        saved: Outcome | None = None
-        for _ in range(2):
-            saved = await self.save_card(member_id, card, default=default, holder_name=holder_name)
-            if saved.kind != "unknown":
-                return saved
-            found = await self._new_card(member_id, before, card.last4)
-            if found is not None:
-                return dataclasses.replace(
-                    saved,
-                    kind="ok",
-                    message="recovered through SearchCard",
-                    reconciled=True,
-                    card_seq=found.card_seq,
-                    card_last4=found.last4,
-                )
-        assert saved is not None
-        return saved
+        return await self._store_card(
+            member_id,
+            member_name,
+            card.last4,
+            lambda: self.save_card(member_id, card, default=default, holder_name=holder_name),
+        )
 
     async def store_traded_card(
         self,
@@ -851,29 +834,12 @@ class GatewayClient:
     ) -> Outcome:
         """Store the card charged on ``order_id`` (SaveMember when missing, TradedCard), settling a
         TradedCard whose outcome is unknown by SearchCard and retrying it once."""
-        member = await self._ensure_member(member_id, member_name)
-        if not member.ok:
-            return member
-        before = await self._card_seqs(member_id)
-        if before is None:
-            return Outcome("SearchCard", "system", message="cannot read the member's cards")
-        stored: Outcome | None = None
-        for _ in range(2):
-            stored = await self.traded_card(order_id, member_id, default=default)
-            if stored.kind != "unknown":
-                return stored
-            found = await self._new_card(member_id, before, None)
-            if found is not None:
-                return dataclasses.replace(
-                    stored,
-                    kind="ok",
-                    message="recovered through SearchCard",
-                    reconciled=True,
-                    card_seq=found.card_seq,
-                    card_last4=found.last4,
-                )
-        assert stored is not None
-        return stored
+        return await self._store_card(
+            member_id,
+            member_name,
+            None,
+            lambda: self.traded_card(order_id, member_id, default=default),
+        )
 
     async def charge_and_register(
         self,
@@ -905,6 +871,41 @@ class GatewayClient:
             order_id, member_id, member_name=member_name, default=default
         )
         return ChargeAndRegister(charged, stored)
+
+    async def _store_card(
+        self,
+        member_id: str,
+        member_name: str | None,
+        last4: str | None,
+        send: Callable[[], Awaitable[Outcome]],
+    ) -> Outcome:
+        """SaveMember when missing, SearchCard (the list before), then ``send`` (SaveCard or
+        TradedCard) at most twice: an unknown outcome is settled by SearchCard against the list
+        before (a new card, ending in ``last4`` when given), and only sent again when none is
+        there (a stored card moves no money)."""
+        member = await self._ensure_member(member_id, member_name)
+        if not member.ok:
+            return member
+        before = await self._card_seqs(member_id)
+        if before is None:
+            return Outcome("SearchCard", "system", message="cannot read the member's cards")
+        sent: Outcome | None = None
+        for _ in range(2):
+            sent = await send()
+            if sent.kind != "unknown":
+                return sent
+            found = await self._new_card(member_id, before, last4)
+            if found is not None:
+                return dataclasses.replace(
+                    sent,
+                    kind="ok",
+                    message="recovered through SearchCard",
+                    reconciled=True,
+                    card_seq=found.card_seq,
+                    card_last4=found.last4,
+                )
+        assert sent is not None
+        return sent
 
     async def _ensure_member(self, member_id: str, member_name: str | None) -> Outcome:
         found = await self.search_member(member_id)

@@ -59,6 +59,14 @@ def parse_id(value: Any) -> uuid.UUID | None:
         return None
 
 
+def payment_pk(payment_id: Any) -> uuid.UUID:
+    """A payment id from outside, or :class:`NotFound` (no payment has a malformed id)."""
+    pid = parse_id(payment_id)
+    if pid is None:
+        raise NotFound("payment not found")
+    return pid
+
+
 def aware(now: datetime, name: str = "now") -> datetime:
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime")
@@ -409,6 +417,22 @@ async def finish_execution(
     )
 
 
+async def change_or_explain(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    *,
+    to_status: str | None = None,
+    token: uuid.UUID | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """:func:`change`, raising the reason (:func:`explain`) when it matched nothing."""
+    snap = await change(conn, payment_id, to_status=to_status, token=token, **fields)
+    if snap is None:
+        await explain(conn, payment_id, to_status=to_status, token=token)
+    assert snap is not None
+    return snap
+
+
 async def explain(
     conn: asyncpg.Connection,
     payment_id: uuid.UUID,
@@ -429,6 +453,14 @@ async def explain(
 
 async def lock_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM payments WHERE id = $1 FOR UPDATE", payment_id)
+
+
+async def lock_existing(conn: asyncpg.Connection, payment_id: uuid.UUID) -> asyncpg.Record:
+    """The payment row, locked, or :class:`NotFound`."""
+    row = await lock_payment(conn, payment_id)
+    if row is None:
+        raise NotFound(f"payment {payment_id} not found")
+    return row
 
 
 async def audit(

@@ -18,19 +18,19 @@ from ivrpay.store._core import (
     backoff_delay,
     card_fields,
     change,
+    change_or_explain,
     connection,
     error_value,
-    explain,
     finish_execution,
+    lock_existing,
     lock_payment,
-    parse_id,
-    result_fields,
+    payment_pk,
     seconds,
     snapshots,
     transaction,
 )
-from ivrpay.store.errors import InvalidTransition, NotFound
-from ivrpay.store.payments import settlement_for
+from ivrpay.store.errors import InvalidTransition
+from ivrpay.store.payments import succeeded_sets
 from ivrpay.store.states import CLAIMABLE_STATUSES
 
 _CALL_LOST = "the call's process stopped renewing its lease"
@@ -158,13 +158,9 @@ async def record_reconciliation(
     aware(now)
     if status not in ("succeeded", "failed", "retry"):
         raise ValueError("status must be succeeded, failed or retry")
-    pid = parse_id(payment_id)
-    if pid is None:
-        raise NotFound("payment not found")
+    pid = payment_pk(payment_id)
     async with transaction(db) as conn:
-        row = await lock_payment(conn, pid)
-        if row is None:
-            raise NotFound(f"payment {pid} not found")
+        row = await lock_existing(conn, pid)
         if row["status"] != "unknown":
             raise InvalidTransition(row["status"], "unknown" if status == "retry" else status)
         order = order_id or row["current_order_id"]
@@ -199,9 +195,7 @@ async def record_reconciliation(
             return snap
         sets: dict[str, Any] = {**card_fields(card), "reconcile_next_at": None}
         if status == "succeeded":
-            sets.update(result_fields(result))
-            sets["settlement"] = settlement_for(row["job"], row["operation"])
-            sets["error"] = None
+            sets.update(succeeded_sets(row, result))
             err = None
         else:
             if error is None:
@@ -210,7 +204,7 @@ async def record_reconciliation(
             sets["error"] = err
         outcome = "succeeded" if err is None else err["category"]
         await finish_execution(conn, pid, order, outcome, err, now)
-        snap = await change(
+        return await change_or_explain(
             conn,
             pid,
             now=now,
@@ -220,10 +214,6 @@ async def record_reconciliation(
             sets=sets,
             data={"order_id": order, "outcome": outcome},
         )
-        if snap is None:
-            await explain(conn, pid, to_status=status)
-        assert snap is not None
-        return snap
 
 
 async def purge_idempotency_keys(db: Db, *, now: datetime) -> int:

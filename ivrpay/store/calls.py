@@ -22,16 +22,16 @@ from ivrpay.store._core import (
     aware,
     card_fields,
     change,
+    change_or_explain,
     connection,
     error_value,
-    explain,
     finish_execution,
     get_snapshot,
-    lock_payment,
+    lock_existing,
     mask,
     parse_id,
+    payment_pk,
     registration_value,
-    result_fields,
     seconds,
     snapshots,
     transaction,
@@ -40,11 +40,10 @@ from ivrpay.store.errors import (
     Conflict,
     InvalidTransition,
     LeaseLost,
-    NotFound,
     PaymentCanceled,
     TooManyAttempts,
 )
-from ivrpay.store.payments import settlement_for
+from ivrpay.store.payments import succeeded_sets
 from ivrpay.store.states import CLAIMABLE_STATUSES, STEPS, device_of
 
 
@@ -63,13 +62,6 @@ def _token(token: Any) -> uuid.UUID:
     if tok is None:
         raise LeaseLost("not a lease token")
     return tok
-
-
-def _pid(payment_id: Any) -> uuid.UUID:
-    pid = parse_id(payment_id)
-    if pid is None:
-        raise NotFound("payment not found")
-    return pid
 
 
 async def find_by_code(db: Db, code: str, *, now: datetime) -> dict[str, Any] | None:
@@ -220,7 +212,7 @@ async def record_progress(
     """The caller's step and attempt counters (merged per field); returns the snapshot."""
     aware(now)
     _check_step(step)
-    pid, tok = _pid(payment_id), _token(token)
+    pid, tok = payment_pk(payment_id), _token(token)
     sets: dict[str, Any] = {}
     if step is not None:
         sets["progress_step"] = step
@@ -229,18 +221,14 @@ async def record_progress(
         sets["progress_attempts"] = lambda a: f"progress_attempts || {a(value)}::jsonb"
     data = {"step": step, "attempts": dict(attempts or {})}
     async with transaction(db) as conn:
-        snap = await change(conn, pid, now=now, kind="progress", sets=sets, token=tok, data=data)
-        if snap is None:
-            await explain(conn, pid, token=tok)
-        assert snap is not None
-        return snap
+        return await change_or_explain(
+            conn, pid, now=now, kind="progress", sets=sets, token=tok, data=data
+        )
 
 
 async def _held(conn: Any, pid: uuid.UUID, tok: uuid.UUID) -> Any:
     """The payment row, locked, if this call still holds it (LeaseLost / NotFound otherwise)."""
-    row = await lock_payment(conn, pid)
-    if row is None:
-        raise NotFound(f"payment {pid} not found")
+    row = await lock_existing(conn, pid)
     if row["lease_token"] != tok or row["call_ended_at"] is not None:
         raise LeaseLost(f"payment {pid} is no longer held by this call")
     return row
@@ -269,7 +257,7 @@ async def start_execution(
     (payment now ``canceled``) when a cancel was requested.
     """
     aware(now)
-    pid, tok = _pid(payment_id), _token(token)
+    pid, tok = payment_pk(payment_id), _token(token)
     failure: Exception | None = None
     order_id = ""
     async with transaction(db) as conn:
@@ -342,7 +330,7 @@ async def record_entry(
 ) -> None:
     """EntryTran answered: keep the attempt's AccessID/AccessPass (for ExecTran and AlterTran)."""
     aware(now)
-    pid, tok = _pid(payment_id), _token(token)
+    pid, tok = payment_pk(payment_id), _token(token)
     async with transaction(db) as conn:
         await _held(conn, pid, tok)
         status = await conn.execute(
@@ -363,7 +351,7 @@ async def move_to_processing(
 ) -> dict[str, Any]:
     """in_call → processing: from here ExecTran may be sent. PaymentCanceled if cancel requested."""
     aware(now)
-    pid, tok = _pid(payment_id), _token(token)
+    pid, tok = payment_pk(payment_id), _token(token)
     canceled: dict[str, Any] | None = None
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
@@ -410,9 +398,7 @@ def _outcome_sets(
     """Columns to set for a gateway outcome, and the error value (None on success)."""
     sets: dict[str, Any] = {**card_fields(card)}
     if status == "succeeded":
-        sets.update(result_fields(result))
-        sets["settlement"] = settlement_for(row["job"], row["operation"])
-        sets["error"] = None
+        sets.update(succeeded_sets(row, result))
         return sets, None
     if status == "unknown" and error is None:
         error = {"code": "unknown", "category": "unknown", "message": "outcome not confirmed"}
@@ -442,7 +428,7 @@ async def record_gateway_result(
     aware(now)
     if status not in _RESULT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(_RESULT_STATUSES)}")
-    pid, tok = _pid(payment_id), _token(token)
+    pid, tok = payment_pk(payment_id), _token(token)
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
         if row["status"] != "processing":
@@ -453,7 +439,7 @@ async def record_gateway_result(
         sets["progress_step"] = "result"
         outcome = "succeeded" if err is None else err["category"]
         await finish_execution(conn, pid, order_id, outcome, err, now)
-        snap = await change(
+        return await change_or_explain(
             conn,
             pid,
             now=now,
@@ -464,10 +450,6 @@ async def record_gateway_result(
             sets=sets,
             data={"order_id": order_id, "outcome": outcome, "error": err},
         )
-        if snap is None:
-            await explain(conn, pid, to_status=status, token=tok)
-        assert snap is not None
-        return snap
 
 
 _CALL_END_STATUSES = ("abandoned", "failed", "canceled")
@@ -494,7 +476,7 @@ async def end_call(
     _check_step(step)
     if status is not None and status not in (*_CALL_END_STATUSES, "succeeded", "unknown"):
         raise ValueError(f"a call cannot end a payment {status}")
-    pid, tok = _pid(payment_id), _token(token)
+    pid, tok = payment_pk(payment_id), _token(token)
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
         current = row["status"]
@@ -527,9 +509,9 @@ async def mark_needs_review(
 ) -> dict[str, Any]:
     """Flag a payment for an administrator (stops automatic reconciliation)."""
     aware(now)
-    pid = _pid(payment_id)
+    pid = payment_pk(payment_id)
     async with transaction(db) as conn:
-        snap = await change(
+        return await change_or_explain(
             conn,
             pid,
             now=now,
@@ -537,10 +519,6 @@ async def mark_needs_review(
             sets={"needs_review": True, "review_reason": mask(reason), "reconcile_next_at": None},
             data={"reason": mask(reason)},
         )
-        if snap is None:
-            await explain(conn, pid)
-        assert snap is not None
-        return snap
 
 
 async def record_gateway_call(

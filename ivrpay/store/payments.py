@@ -20,12 +20,14 @@ from ivrpay.store._core import (
     audit,
     aware,
     change,
+    change_or_explain,
     connection,
     dumps,
     explain,
     get_snapshot,
-    lock_payment,
+    lock_existing,
     parse_id,
+    payment_pk,
     registration_value,
     result_fields,
     seconds,
@@ -56,6 +58,15 @@ def settlement_for(job: str | None, operation: str) -> str | None:
     if operation == "register":
         return None
     return {"AUTH": "authorized", "CAPTURE": "captured"}.get(job or "")
+
+
+def succeeded_sets(row: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The columns of a confirmed success: the gateway's result, its settlement, no error."""
+    return {
+        **result_fields(result),
+        "settlement": settlement_for(row["job"], row["operation"]),
+        "error": None,
+    }
 
 
 async def _reserve_code(
@@ -241,13 +252,9 @@ async def cancel_payment(
 ) -> tuple[str, dict[str, Any]]:
     """Cancel now (pending/failed/abandoned) or at the call's next step (in_call)."""
     aware(now)
-    pid = parse_id(payment_id)
-    if pid is None:
-        raise NotFound("payment not found")
+    pid = payment_pk(payment_id)
     async with transaction(db) as conn:
-        row = await lock_payment(conn, pid)
-        if row is None:
-            raise NotFound(f"payment {pid} not found")
+        row = await lock_existing(conn, pid)
         status = row["status"]
         if status in CLAIMABLE_STATUSES:
             snap = await change(conn, pid, now=now, kind="canceled", to_status="canceled")
@@ -311,12 +318,9 @@ async def record_settlement(
 ) -> dict[str, Any]:
     """Record a capture/void/refund done at the gateway (idempotent for the same action)."""
     aware(now)
-    pid = parse_id(payment_id)
-    if pid is None:
-        raise NotFound("payment not found")
+    pid = payment_pk(payment_id)
     async with transaction(db) as conn:
-        if await lock_payment(conn, pid) is None:
-            raise NotFound(f"payment {pid} not found")
+        await lock_existing(conn, pid)
         snap = await get_snapshot(conn, pid)
         assert snap is not None
         decision = settlement_action(snap, action)
@@ -352,18 +356,12 @@ async def record_registration(
 ) -> dict[str, Any]:
     """The card storage result of a ``charge_and_register`` (``{status, card_seq, error}``)."""
     aware(now)
-    pid = parse_id(payment_id)
-    if pid is None:
-        raise NotFound("payment not found")
+    pid = payment_pk(payment_id)
     value = registration_value(registration)
     async with transaction(db) as conn:
-        snap = await change(
+        return await change_or_explain(
             conn, pid, now=now, kind="registration", sets={"registration": value}, data=value
         )
-        if snap is None:
-            await explain(conn, pid)
-        assert snap is not None
-        return snap
 
 
 async def list_events(db: Db, payment_id: Any, *, after_seq: int = 0) -> list[dict[str, Any]]:
@@ -394,13 +392,9 @@ async def resolve_review(
     aware(now)
     if status not in ("succeeded", "failed"):
         raise ValueError("a review resolves to succeeded or failed")
-    pid = parse_id(payment_id)
-    if pid is None:
-        raise NotFound("payment not found")
+    pid = payment_pk(payment_id)
     async with transaction(db) as conn:
-        row = await lock_payment(conn, pid)
-        if row is None:
-            raise NotFound(f"payment {pid} not found")
+        row = await lock_existing(conn, pid)
         if not row["needs_review"]:
             raise Conflict("not_in_review", "the payment is not waiting for a review")
         sets: dict[str, Any] = {
