@@ -13,6 +13,7 @@ is wiped when the gateway has answered and when the call ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from ivrpay.config import Settings
 from ivrpay.flow.channel import Channel
 from ivrpay.flow.numbers import amount_prompts, digits_prompts
 from ivrpay.flow.prompts import P
-from ivrpay.flow.voice import Entry, EntryKind, PromptFailed, Voice
+from ivrpay.flow.voice import CallerGone, Entry, EntryKind, PromptFailed, Voice
 from ivrpay.gateway.client import GatewayClient
 from ivrpay.gateway.results import Outcome
 
@@ -89,6 +90,11 @@ CARD_NUMBER = _Field("card_number", "invalid_card_number")
 EXPIRY = _Field("expiry", "invalid_expiry")
 SECURITY_CODE = _Field("security_code", "invalid_security_code")
 _BY_NAME = {f.name: f for f in (CARD_NUMBER, EXPIRY, SECURITY_CODE)}
+TOO_MANY_ATTEMPTS = {
+    "code": "too_many_attempts",
+    "category": "declined",
+    "message": "the gateway execution limit was reached",
+}
 
 # How the claim refusal reasons of the store are told to the caller.
 _REFUSED = {
@@ -114,7 +120,6 @@ class Call:
         self.payment: dict[str, Any] | None = None
         self.token: str | None = None
         self.attempts: dict[str, int] = {}
-        self.gateway_sent = False
         self.gateway_task: asyncio.Task[None] | None = None
         args = [*channel.env.args, "", ""]
         self.code_arg, self.transferrer = args[0].strip(), args[1].strip()
@@ -123,30 +128,41 @@ class Call:
     # -- the whole call ----------------------------------------------------------------------------
     async def run(self) -> str | None:
         """Run the conversation; the ``IVRPAY_STATUS`` set (None when the caller hung up)."""
-        end: End | None = None
         try:
-            await self.channel.answer()
-            await self.channel.set_variable("CHANNEL(language)", self.settings.default_language)
-            end = await self._converse()
-        except End as e:
-            end = e
-        except AGIHangup:
-            end = None
-        except store.LeaseLost:
-            self.log.warning("call.lease_lost")
-            end = End("ERROR", [P.apology, P.connecting_back])
-        except (PromptFailed, AGIError, asyncpg.PostgresError, OSError) as exc:
-            self.log.error("call.fault", error=type(exc).__name__)
-            end = End("ERROR", [P.apology, P.connecting_back], payment_status="abandoned")
-        finally:
-            await self._finish_gateway_task()
-            self.card.wipe()
+            end = await self._converse_safely()
+        except asyncio.CancelledError:
+            # The server is stopping and gave up waiting: the claim must not stay held.
+            with contextlib.suppress(Exception):
+                await self._release(None)
+            raise
         await self._release(end)
         if end is None or self.channel.hung_up:
             self.log.info("call.hung_up", step=self._step)
             return None
         await self._tell(end)
         return end.status
+
+    async def _converse_safely(self) -> End | None:
+        """The conversation, and how it ended: an :class:`End`, or None when the caller left."""
+        try:
+            await self.channel.answer()
+            await self.channel.set_variable("CHANNEL(language)", self.settings.default_language)
+            return await self._converse()
+        except End as e:
+            return e
+        except (AGIHangup, CallerGone):
+            return None
+        except store.LeaseLost:
+            self.log.warning("call.lease_lost")
+            return End("ERROR", [P.apology, P.connecting_back])
+        except (PromptFailed, AGIError, store.StoreError, asyncpg.PostgresError, OSError) as exc:
+            if self.channel.hung_up:  # e.g. AGIEXITONHANGUP closed the socket
+                return None
+            self.log.error("call.fault", error=type(exc).__name__, step=self._step)
+            return End("ERROR", [P.apology, P.connecting_back], payment_status="abandoned")
+        finally:
+            await self._finish_gateway_task()
+            self.card.wipe()
 
     async def _converse(self) -> End:
         payment = await self._identify()
@@ -232,50 +248,70 @@ class Call:
         return int(self._p["amount"] or 0) + int(self._p["tax"] or 0)
 
     async def _collect_and_pay(self) -> End:
-        lang = self._p["language"]
-        await self._progress("amount")
-        lead: list[str] = [P.welcome]
-        if not self._register_only:
-            lead += [P.amount_is, *amount_prompts(self._total(), lang), P.amount_is_tail]
-        fields = self._fields()
-        i = 0
+        first = await self._greet()
+        lead: list[str] = []
         while True:
-            while i < len(fields):
-                await self._collect(fields[i], lead)
-                lead = []
-                i += 1
+            # Every field the card holder lacks: all of them at first, after "2" at the
+            # confirmation and after a decline; only the rejected one after a gateway input error.
+            for f in self._fields():
+                if not self._held(f):
+                    await self._collect(f, lead, first)
+                    lead, first = [], None
             if self.settings.confirm and not await self._confirm():
                 self.card.wipe()
-                i = 0
                 continue
             outcome = await self._process()
             if outcome.ok:
                 return self._success_end()
+            if not self._executions_left():
+                # No point keying the card again: no gateway execution would be allowed.
+                raise End(
+                    "FAILED",
+                    [P.too_many_attempts, P.input_failed, P.connecting_back],
+                    payment_status="failed",
+                    error=dict(TOO_MANY_ATTEMPTS),
+                )
             if outcome.kind == "input" and outcome.field in _BY_NAME:
-                f = _BY_NAME[outcome.field]
-                i = fields.index(f) if f in fields else 0
-                lead = [_GATEWAY_INPUT_PROMPT[f.name]]
+                lead = [_GATEWAY_INPUT_PROMPT[outcome.field]]
                 continue
             if outcome.kind == "declined":
                 await self._after_decline()
-                i, lead = 0, []
                 continue
             raise AssertionError(outcome.kind)  # _process ends the call on the others
 
-    async def _collect(self, f: _Field, lead: list[str]) -> None:
+    async def _greet(self) -> str | None:
+        """Step 1: welcome and the amount. A key pressed meanwhile begins the card number."""
+        await self._progress("amount")
+        prompts: list[str] = [P.welcome]
+        if not self._register_only:
+            lang = self._p["language"]
+            prompts += [P.amount_is, *amount_prompts(self._total(), lang), P.amount_is_tail]
+        return await self.voice.play(prompts)
+
+    def _held(self, f: _Field) -> bool:
+        """Whether the card holder has a usable value for the field."""
+        if f is CARD_NUMBER:
+            return self.card.has_number
+        if f is EXPIRY:
+            return self.card.has_expiry
+        # A code keyed for another brand (AMEX: 4 digits) must be asked again.
+        return self.card.has_security_code and self._code_length == security_code_length(
+            self.card.brand
+        )
+
+    async def _collect(self, f: _Field, lead: list[str], first: str | None = None) -> None:
         """Ask for one field until it validates; attempts used up end the call."""
         await self._progress(f.name)
         while True:
             prompt, max_digits = self._ask(f)
-            entry = await self.voice.read([*lead, prompt], max_digits)
-            lead = []
+            entry = await self.voice.read([*lead, prompt], max_digits, first=first)
+            lead, first = [], None
             if entry.kind is EntryKind.AGAIN:
                 continue
             if entry.kind is EntryKind.OPERATOR:
                 raise End("OPERATOR", [P.connecting_operator], payment_status="abandoned")
-            error = (
-                P.no_input if entry.kind is not EntryKind.DIGITS else self._store_entry(f, entry)
-            )
+            # Only an empty (timeout) is silence; a lone '#' is an entry, and not a valid one.
+            error = P.no_input if entry.kind is EntryKind.SILENCE else self._store_entry(f, entry)
             if error is None:
                 return
             await self._use_attempt(f)
@@ -312,6 +348,7 @@ class Call:
             if check_security_code(digits, self.card.brand) is not SecurityCodeCheck.ok:
                 return P.security_code_invalid
             self.card.set_security_code(digits)
+            self._code_length = len(digits)
         return None
 
     async def _use_attempt(self, f: _Field, error: dict[str, Any] | None = None) -> None:
@@ -335,10 +372,14 @@ class Call:
             prompts.append(P.confirm_register_press)
         else:
             prompts += [*amount_prompts(self._total(), lang), P.amount_is_tail, P.confirm_pay_press]
-        return await self._choice(prompts, "confirm") == "1"
+        choice = await self._choice(prompts, "confirm")
+        if choice is None:
+            raise End("OPERATOR", [P.connecting_operator], payment_status="abandoned")
+        return choice == "1"
 
-    async def _choice(self, prompts: list[str], name: str) -> str:
-        """A one-key choice of 1 or 2; ``0`` is the operator; silence and others use attempts."""
+    async def _choice(self, prompts: list[str], name: str) -> str | None:
+        """A one-key choice of 1 or 2 (None once its attempts are used up); ``0`` is the
+        operator; silence and other keys use attempts."""
         lead: list[str] = []
         used = 0
         while True:
@@ -354,13 +395,22 @@ class Call:
             self.attempts[name] = used
             await self._progress(name)
             if used >= self.settings.attempts:
-                raise End("OPERATOR", [P.connecting_operator], payment_status="abandoned")
+                return None
             lead = [P.no_input] if entry.kind is EntryKind.SILENCE else []
 
+    def _executions_left(self) -> bool:
+        """Whether another gateway execution is allowed, per payment and per call (Limits)."""
+        s = self.settings
+        per_payment = len(self._p.get("executions") or [])
+        return per_payment < s.max_executions_per_payment and (
+            self._call_executions < s.max_executions_per_call
+        )
+
     async def _after_decline(self) -> None:
-        """ "This card cannot be used" was said; another card (1) or the operator (2)."""
+        """ "This card cannot be used" was said; another card (1) or the operator (2, or no
+        choice made): then the payment ends failed with the gateway's code."""
         self.card.wipe()
-        if await self._choice([P.declined_options], "result") == "2":
+        if await self._choice([P.declined_options], "result") != "1":
             raise End(
                 "FAILED",
                 [P.connecting_back],
@@ -387,6 +437,9 @@ class Call:
             )
         except store.TooManyAttempts:
             raise End("FAILED", [P.too_many_attempts, P.input_failed, P.connecting_back]) from None
+        except store.PaymentCanceled:
+            raise End("CANCELED", [P.canceled, P.connecting_back]) from None
+        self._call_executions += 1
         await self.voice.say([P.please_wait])
         await self.channel.set_music(True)
         result: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -420,7 +473,6 @@ class Call:
             await store.move_to_processing(
                 pool, pid, token, order_id=order_id, now=self.deps.clock()
             )
-            self.gateway_sent = True
             outcome = await gw.register(p["member_id"], self.card)
             await self._record_call(outcome, order_id)
             return await self._record_result(order_id, outcome, registration=outcome)
@@ -441,7 +493,6 @@ class Call:
             now=self.deps.clock(),
         )
         await store.move_to_processing(pool, pid, token, order_id=order_id, now=self.deps.clock())
-        self.gateway_sent = True
         executed = await gw.exec_tran(
             order_id,
             entry.access_id or "",
@@ -478,6 +529,7 @@ class Call:
         else:
             status = "failed"
         self._wipe_after(outcome)
+        self._step = "result"
         result = None
         if outcome.ok:
             result = {
@@ -522,13 +574,17 @@ class Call:
             now=self.deps.clock(),
             status="failed",
             error=error,
-            step="processing",
+            step="done",
         )
         self.token = None  # the claim is over
         return _as_system(outcome)
 
     def _wipe_after(self, outcome: Outcome) -> None:
-        if outcome.kind == "input" and outcome.field == "expiry":
+        """The gateway has answered: only a rejected field is kept out of the holder, to be
+        keyed again; any other answer ends the use of this card."""
+        if outcome.kind == "input" and outcome.field == "card_number":
+            self.card.wipe_number()
+        elif outcome.kind == "input" and outcome.field == "expiry":
             self.card.wipe_expiry()
         elif outcome.kind == "input" and outcome.field == "security_code":
             self.card.wipe_security_code()
@@ -591,6 +647,8 @@ class Call:
     # -- progress and the end ----------------------------------------------------------------------
     _step = "waiting"
     _last_error: dict[str, Any] | None = None
+    _code_length = 0  # digits of the security code held
+    _call_executions = 0  # gateway executions started by this call
 
     async def _progress(self, step: str) -> None:
         self._step = step
@@ -609,12 +667,13 @@ class Call:
             raise End("CANCELED", [P.canceled, P.connecting_back], payment_status="canceled")
 
     async def _release(self, end: End | None) -> None:
-        """End the claim: an ``in_call`` payment ends abandoned/failed/canceled as ``end`` says."""
+        """End the claim: an ``in_call`` payment ends abandoned/failed/canceled as ``end`` says.
+
+        After a hang-up the step the caller left at stays on the payment; otherwise it is done.
+        """
         if self.token is None or self.payment is None:
             return
-        status = "abandoned" if end is None else end.payment_status
-        if end is not None and end.payment_status is None:
-            status = "abandoned"
+        status = "abandoned" if end is None or end.payment_status is None else end.payment_status
         try:
             self.payment = await store.end_call(
                 self.deps.pool,
@@ -623,10 +682,13 @@ class Call:
                 now=self.deps.clock(),
                 status=status,
                 error=None if end is None else end.error,
-                step=self._step,
+                step=self._step if end is None else "done",
             )
         except (store.LeaseLost, store.InvalidTransition) as exc:
             self.log.warning("call.release_refused", error=type(exc).__name__)
+        except (store.StoreError, asyncpg.PostgresError, OSError) as exc:
+            # The database is unreachable: the caller still goes back to the operator.
+            self.log.error("call.release_failed", error=type(exc).__name__)
         self.token = None
 
     async def _tell(self, end: End) -> None:

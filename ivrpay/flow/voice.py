@@ -5,7 +5,10 @@
 - Digits followed by ``(timeout)`` are a complete entry; only an empty ``(timeout)`` is silence.
 - A ``*`` anywhere means "again"; ``0`` alone asks for the operator.
 - Every prompt before the last one of a read is played with all keys as escape digits: a key that
-  stops it becomes the first key of the entry, so a fast caller loses nothing.
+  stops it becomes the first key of the entry, so a fast caller loses nothing (the greeting too:
+  :meth:`Voice.play` hands its key to the next :meth:`Voice.read`).
+- ``-1`` with no hang-up notice yet is settled by one more command (NOOP), answered after any
+  notice: :class:`CallerGone` when the caller left, :class:`PromptFailed` when a file is missing.
 
 Entries hold card data: :class:`Entry` never shows its digits.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import NoReturn
 
 from ivrpay.flow.channel import Channel
 
@@ -29,6 +33,10 @@ def prompt_path(prompt_id: str) -> str:
 
 class PromptFailed(Exception):
     """Asterisk answered -1 while the caller is still there: a prompt file is missing."""
+
+
+class CallerGone(Exception):
+    """Asterisk answered -1 and the hang-up notice followed: the caller hung up mid-prompt."""
 
 
 class EntryKind(Enum):
@@ -61,14 +69,25 @@ class Voice:
         for p in prompts:
             result = await self.channel.stream_file(prompt_path(p), "")
             if result.failed:
-                raise PromptFailed(p)
+                await self._failed(p)
         self._after_full = False
 
-    async def read(self, prompts: Sequence[str], max_digits: int) -> Entry:
-        """Play ``prompts`` and read one entry of at most ``max_digits`` keys."""
+    async def play(self, prompts: Sequence[str]) -> str | None:
+        """Play prompts that a key may stop (the greeting): the key, to begin the next entry."""
+        return await self._play_interruptible(prompts)
+
+    async def read(
+        self, prompts: Sequence[str], max_digits: int, *, first: str | None = None
+    ) -> Entry:
+        """Play ``prompts`` and read one entry of at most ``max_digits`` keys.
+
+        ``first``: a key that already stopped an earlier prompt (:meth:`play`); the entry begins
+        with it and no prompt is played.
+        """
         if not prompts:
             raise ValueError("read needs at least one prompt")
-        first = await self._play_interruptible(prompts[:-1])
+        if first is None:
+            first = await self._play_interruptible(prompts[:-1])
         if first is None:
             digits, timed_out = await self._get_data(prompts[-1], max_digits)
         elif first == "#":
@@ -86,7 +105,7 @@ class Voice:
         while i < len(prompts):
             result = await self.channel.stream_file(prompt_path(prompts[i]), ALL_KEYS)
             if result.failed:
-                raise PromptFailed(prompts[i])
+                await self._failed(prompts[i])
             key = result.digit
             if key == "#" and self._after_full:
                 self._after_full = False  # the '#' of the previous full-length entry: replay
@@ -101,12 +120,21 @@ class Voice:
         while True:
             result = await self.channel.get_data(prompt_path(prompt), self.timeout_ms, max_digits)
             if result.failed:
-                raise PromptFailed(prompt)
+                await self._failed(prompt)
             if not result.digits and not result.timed_out and self._after_full:
                 self._after_full = False  # the '#' of the previous full-length entry
                 continue
             self._after_full = False
             return result.digits, result.timed_out
+
+    async def _failed(self, prompt: str) -> NoReturn:
+        """``-1`` alone does not prove a hang-up (agi.md): Asterisk sends the HANGUP notice right
+        after the ``-1`` of a command the hang-up cut, so one more command, answered after it,
+        tells a caller who left from a prompt file that is missing."""
+        await self.channel.noop()
+        if self.channel.hung_up:
+            raise CallerGone(prompt)
+        raise PromptFailed(prompt)
 
 
 def _classify(digits: str, timed_out: bool) -> Entry:

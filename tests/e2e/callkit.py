@@ -1,0 +1,124 @@
+"""What every call test checks, in one place: the record is clean, the variables, the prompts."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ivrpay.simulator import CallRecord, SimulatedCall
+from tests.support.gateway import future_expiry
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import Ivrpay
+
+EXPIRY = future_expiry()  # MMYY a few years ahead
+VISA = "4111111111111111"
+OPERATOR = {"id": "op-1", "callback": "PJSIP/1001"}
+TRANSFERRER = "PJSIP/1001-0000002a"
+
+# What the caller hears before the card number, by language, for 12,800 yen.
+GREETING = {
+    "en": ["welcome", "amount_is", "num_12", "unit_thousand", "num_800", "yen", "amount_is_tail"],
+    "ja": [
+        *("welcome", "amount_is"),
+        *("num_1", "unit_man", "num_2000", "num_800", "yen"),
+        "amount_is_tail",
+    ],
+}
+
+
+def past_expiry() -> str:
+    """A keyed expiry (``MMYY``) whose month has ended."""
+    now = datetime.now()
+    return f"{now.month:02d}{(now.year - 1) % 100:02d}"
+
+
+def clean(record: CallRecord) -> None:
+    """The call broke no rule: it ended the normal way, every prompt file the flow played existed
+    in the channel's language, the server kept to the protocol, no card number went on the wire."""
+    assert record.ok, record
+    assert record.missing_prompts == [], record.missing_prompts
+    assert record.protocol_errors == [], record.protocol_errors
+    assert record.card_like_commands == [], "a card number was sent to Asterisk"
+    assert record.fallback_prompts == [], record.fallback_prompts
+
+
+def heard(record: CallRecord) -> list[str]:
+    """The prompt ids the caller heard, in order (after :func:`clean`)."""
+    clean(record)
+    ids = []
+    for p in record.prompts:
+        assert p.file.startswith("ivrpay/"), p.file  # never Asterisk's own sounds
+        ids.append(p.file.removeprefix("ivrpay/"))
+    return ids
+
+
+def languages_heard(record: CallRecord) -> list[tuple[str, str]]:
+    """(prompt id, channel language) of every prompt heard."""
+    return [(p.file.removeprefix("ivrpay/"), p.language) for p in record.prompts]
+
+
+def ended(
+    record: CallRecord, status: str, payment: dict[str, Any] | None, callback: str = ""
+) -> None:
+    """The variables the dialplan reads at the end of the AGI (after :func:`clean`)."""
+    clean(record)
+    assert record.variables.get("IVRPAY_STATUS") == status, record
+    if payment is None:
+        assert "IVRPAY_PAYMENT_ID" not in record.variables, record
+    else:
+        assert record.variables.get("IVRPAY_PAYMENT_ID") == payment["id"], record
+    assert record.variables.get("IVRPAY_CALLBACK") == callback, record
+    assert not record.hung_up, record
+
+
+def hung_up(record: CallRecord) -> None:
+    """The caller hung up, and the server told the dialplan nothing (it never runs again)."""
+    clean(record)
+    assert record.hung_up, record
+    assert "IVRPAY_STATUS" not in record.variables, record
+
+
+def confirm_prompts(last4: str, lang: str = "en") -> list[str]:
+    """ "Card ending 1 2 3 4, 12,800 yen — press 1 to pay, 2 to re-enter" for 12,800 yen."""
+    amount = GREETING[lang][2:]
+    return [
+        "confirm_card_ending",
+        *[f"digit_{d}" for d in last4],
+        "confirm_card_ending_tail",
+        *amount,
+        "confirm_pay_press",
+    ]
+
+
+def pay_keys(number: str = VISA, code: str = "123", expiry: str = EXPIRY) -> list[str]:
+    """The entries of a caller who pays without a slip: number#, expiry, code, confirm 1."""
+    return [f"{number}#", expiry, code, "1"]
+
+
+def simulated(
+    ivrpay: Ivrpay, keys: list[str], *, code: str = "", transferrer: str = "", **kw: Any
+) -> SimulatedCall:
+    """A call not yet started, for tests that act mid-call (``pause_at``, ``on_command``)."""
+    kw.setdefault("sounds_dir", ivrpay.settings.sounds_dir)
+    kw.setdefault("language", "en")
+    return SimulatedCall(
+        "127.0.0.1", ivrpay.service.agi.port, args=(code, transferrer), keys=keys, **kw
+    )
+
+
+def shift_clock(ivrpay: Ivrpay, delta: timedelta) -> None:
+    """The calls' clock runs ``delta`` ahead from now on (the API and workers keep real time)."""
+    ivrpay.service.deps.clock = lambda: datetime.now(UTC) + delta
+
+
+async def call_released(ivrpay: Ivrpay, payment_id: str) -> dict[str, Any]:
+    """The payment once its call has let it go: with AGIEXITONHANGUP Asterisk closes the socket
+    at once, and the server finishes the call after the stand-in's record has ended."""
+    async with asyncio.timeout(10), ivrpay.service.listener.subscribe(payment_id) as changes:
+        while True:
+            payment = await ivrpay.payment(payment_id)
+            if payment["call"] is not None and payment["call"]["ended_at"] is not None:
+                return payment
+            await changes.get()
