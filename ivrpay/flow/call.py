@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from ivrpay.flow.prompts import P
 from ivrpay.flow.voice import CallerGone, Entry, EntryKind, PromptFailed, Voice
 from ivrpay.gateway.client import GatewayClient
 from ivrpay.gateway.results import Outcome
+from ivrpay.metrics import CALL_OUTCOMES, CALLS_IN_FLIGHT
 
 log = structlog.get_logger(__name__)
 
@@ -727,8 +729,6 @@ def _error_of(outcome: Outcome) -> dict[str, Any]:
 
 
 def _as_system(outcome: Outcome) -> Outcome:
-    import dataclasses
-
     return dataclasses.replace(outcome, kind="system")
 
 
@@ -739,7 +739,13 @@ def pay_handler(deps: FlowDeps) -> Handler:
     """The FastAGI ``pay`` script."""
 
     async def pay(channel: Channel) -> None:
-        await Call(channel, deps).run()
+        CALLS_IN_FLIGHT.inc()
+        status: str | None = "ERROR"
+        try:
+            status = await Call(channel, deps).run()
+        finally:
+            CALLS_IN_FLIGHT.dec()
+            CALL_OUTCOMES.labels(status=status or "HANGUP").inc()
 
     return pay
 
@@ -748,6 +754,7 @@ def busy_handler(deps: FlowDeps) -> Handler:
     """Turned away politely when the in-flight limit is reached: ``IVRPAY_STATUS=BUSY``."""
 
     async def busy(channel: Channel) -> None:
+        CALL_OUTCOMES.labels(status="BUSY").inc()
         args = [*channel.env.args, "", ""]
         callback = store.device_of(args[1]) if args[1] else ""
         try:
