@@ -139,7 +139,12 @@ async def _serve(settings: Settings, *, demo: bool = False) -> int:
         from ivrpay.sandbox.server import start_sandbox
 
         host, _, port = DEMO_SANDBOX.partition(":")
-        sandbox = await start_sandbox(host, int(port))
+        try:
+            sandbox = await start_sandbox(host, int(port))
+        except OSError:
+            # Something else has the sandbox's port: any free one does for the demo.
+            sandbox = await start_sandbox(host, 0)
+            log.warning("port %s is taken: the demo's sandbox gateway moved", port, url=sandbox.url)
         gateway_url = sandbox.url
     elif settings.gateway_url is None:
         log.warning(
