@@ -81,7 +81,14 @@ class Service:
         self.listener = store.PaymentListener(self.db.url)
         await self.listener.start()
         self.deps = FlowDeps(settings=s, pool=self.db.pool, gateway=self.gateway, owner=self.owner)
-        self.workers = Workers(s, self.db.pool, self.gateway, owner=self.owner)
+        deps = self.deps
+        self.workers = Workers(
+            s,
+            self.db.pool,
+            self.gateway,
+            owner=self.owner,
+            live_tokens=lambda: tuple(deps.live_tokens),
+        )
         await self.workers.start()
         app = init_app(s, pool=self.db.pool, gateway=self.gateway, listener=self.listener)
         self.http = await start_http(

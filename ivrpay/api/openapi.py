@@ -284,7 +284,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 _obj(
                     {
                         "status": {"type": "string", "enum": ["succeeded", "failed", "pending"]},
-                        "card_seq": _nullable({"type": ["integer", "string"]}),
+                        "card_seq": _nullable({"type": "integer"}),
                         "error": _nullable(_ref("PaymentError")),
                     },
                     required=("status",),

@@ -62,6 +62,8 @@ class FlowDeps:
     owner: str
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)  # gateway work in flight
+    # Lease tokens of the calls in progress: the only claims the lease renewer keeps alive.
+    live_tokens: set[str] = field(default_factory=set)
 
 
 class End(Exception):
@@ -226,6 +228,7 @@ class Call:
             self.log.info("call.claim_refused", reason=claim.reason, payment_id=payment["id"])
             raise End(status, [*prompts, P.connecting_back])
         self.token = claim.token
+        self.deps.live_tokens.add(claim.token)
         self.payment = claim.payment or payment
         self.log = self.log.bind(payment_id=payment["id"])
         self.log.info("call.claimed")
@@ -543,8 +546,10 @@ class Call:
             }
         reg = None
         if registration is not None and self._p["operation"] != "charge":
+            # The charge is done: a card storage that may still get through is retried later.
+            retry = self._p["operation"] == "charge_and_register" and registration.retry_later
             reg = {
-                "status": "succeeded" if registration.ok else "failed",
+                "status": "succeeded" if registration.ok else ("pending" if retry else "failed"),
                 "card_seq": registration.card_seq,
                 "error": None if registration.ok else _error_of(registration),
             }
@@ -578,6 +583,7 @@ class Call:
             error=error,
             step="done",
         )
+        self.deps.live_tokens.discard(self.token)
         self.token = None  # the claim is over
         return _as_system(outcome)
 
@@ -676,6 +682,7 @@ class Call:
         if self.token is None or self.payment is None:
             return
         status = "abandoned" if end is None or end.payment_status is None else end.payment_status
+        token = self.token
         try:
             self.payment = await store.end_call(
                 self.deps.pool,
@@ -691,6 +698,9 @@ class Call:
         except (store.StoreError, asyncpg.PostgresError, OSError) as exc:
             # The database is unreachable: the caller still goes back to the operator.
             self.log.error("call.release_failed", error=type(exc).__name__)
+        finally:
+            # No longer renewed: a claim not released lapses and the sweep resolves it.
+            self.deps.live_tokens.discard(token)
         self.token = None
 
     async def _tell(self, end: End) -> None:

@@ -776,16 +776,18 @@ class GatewayClient:
         *,
         sent_at: datetime,
         reconcile_after_s: float | None = None,
+        now: datetime | None = None,
     ) -> Reconciliation:
         """Settle an execution whose outcome was unknown, by SearchTrade (gmo-pg.md).
 
         ``sent_at``: when the ExecTran was sent (aware). ``UNPROCESSED``/``AUTHENTICATED`` (or no
         such order) count as "not executed" only once the send is older than
-        ``reconcile_after_s`` (default: the client's); before that a request still in flight looks
-        the same.
+        ``reconcile_after_s`` (default: the client's) at ``now`` (default: the client's clock);
+        before that a request still in flight looks the same.
         """
         wait = self.reconcile_after_s if reconcile_after_s is None else reconcile_after_s
-        age = (self._clock() - _aware(sent_at)).total_seconds()
+        moment = self._clock() if now is None else _aware(now)
+        age = (moment - _aware(sent_at)).total_seconds()
         old_enough = age >= wait
         trade = await self.search_trade(order_id)
         if not trade.ok:

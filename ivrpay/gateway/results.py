@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from ivrpay.gateway.errors import Field, Kind
+from ivrpay.gateway.errors import Field, Kind, rule_for
 
 ReconcileState = Literal["executed", "not_executed", "unknown"]
 
@@ -71,6 +71,17 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.kind == "ok"
+
+    @property
+    def retry_later(self) -> bool:
+        """Whether sending the same request later may succeed: the outcome is unknown, or the
+        gateway was unreachable, busy or unreadable. A definite answer (an input error, a
+        decline, a parameter error such as a card the gateway will not store) is not retried."""
+        if self.kind in ("unknown", "busy"):
+            return True
+        if self.kind != "system":
+            return False
+        return self.err_code is None or rule_for(self.err_code).kind in ("busy", "unknown")
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,8 @@ Payments, API side (``ivrpay.store.payments``)
                                     settlement -> captured/voided/refunded (+ webhook); repeating a
                                     done action returns the snapshot unchanged; Conflict otherwise
     record_registration(db, payment_id, *, registration, now) -> dict
+                                    {status: succeeded|failed|pending, card_seq: int | None,
+                                    error}; pending is retried by the registration retrier
     list_events(db, payment_id, *, after_seq=0) -> list[dict]
                                     {seq, created_at, kind, status, step, data}, oldest first
     resolve_review(db, payment_id, *, status, actor, now, note=None) -> dict
@@ -75,7 +77,9 @@ Payments, call side (``ivrpay.store.calls``) — token = the claim's lease token
         max_executions=None) -> Claim   atomic; Claim(ok, reason, payment, token); reason in
                                     "in_use", "canceled", "expired", "succeeded", "unknown",
                                     "too_many_attempts", "not_found"
-    renew_leases(db, owner, *, now, lease_s) -> int       leases of every live claim of owner
+    renew_leases(db, owner, *, now, lease_s, tokens) -> int
+                                    leases of owner's claims whose token is in ``tokens`` (the
+                                    calls in progress in this process); a claim left out lapses
     record_progress(db, payment_id, token, *, now, step=None, attempts=None) -> dict
                                     attempts: {field: count} merged; returns snapshot (check
                                     ``cancel_requested``); LeaseLost
@@ -90,7 +94,8 @@ Payments, call side (``ivrpay.store.calls``) — token = the claim's lease token
                                     processing -> status: "succeeded" (result, card {brand,
                                     last4}) | "in_call" (input error / decline, caller may retry)
                                     | "failed" | "unknown"; error {code, category, message};
-                                    the execution's outcome is "succeeded" or error.category
+                                    the execution's outcome is "succeeded" or error.category;
+                                    a "pending" registration (succeeded only) is due at once
     end_call(db, payment_id, token, *, now, status=None, error=None, step=None) -> dict
                                     call over: in_call -> status (default "abandoned"; or
                                     "failed" / "canceled"); a payment past the call keeps its
@@ -115,7 +120,19 @@ Background (``ivrpay.store.background``) — all with FOR UPDATE SKIP LOCKED
     record_reconciliation(db, payment_id, *, now, status, backoff_s, horizon_s, error=None,
         result=None, card=None, order_id=None) -> dict
                                     status "succeeded" | "failed" | "retry"; retry schedules the
-                                    next try by backoff_s, past horizon_s -> needs_review
+                                    next try by backoff_s, past horizon_s -> needs_review; a
+                                    charge_and_register found succeeded gets a pending
+                                    registration (TradedCard was never sent)
+    claim_registrations(db, *, now, lease_s, limit=10) -> list[dict]
+                                    succeeded payments whose registration is pending and due,
+                                    held for lease_s: {payment: snapshot, order_id (succeeded
+                                    execution), member_id, attempts, pending_since}
+    record_registration_attempt(db, payment_id, *, now, status, backoff_s, horizon_s,
+        card_seq=None, error=None) -> dict
+                                    status "succeeded" | "failed" | "retry": registration
+                                    {status, card_seq, error} + a payment event; retry schedules
+                                    by backoff_s, past horizon_s -> failed;
+                                    Conflict("registration_not_pending")
     purge_idempotency_keys(db, *, now) -> int
 
 Webhooks (``ivrpay.store.webhooks``)
@@ -185,9 +202,11 @@ from ivrpay.store.accounts import (
 )
 from ivrpay.store.background import (
     claim_reconciliations,
+    claim_registrations,
     expire_payments,
     purge_idempotency_keys,
     record_reconciliation,
+    record_registration_attempt,
     resolve_lapsed_leases,
 )
 from ivrpay.store.calls import (
@@ -280,6 +299,7 @@ __all__ = [
     "claim_deliveries",
     "claim_payment",
     "claim_reconciliations",
+    "claim_registrations",
     "count_webhook_backlog",
     "create_api_client",
     "create_payment",
@@ -318,6 +338,7 @@ __all__ = [
     "record_progress",
     "record_reconciliation",
     "record_registration",
+    "record_registration_attempt",
     "record_settlement",
     "renew_leases",
     "resolve_lapsed_leases",

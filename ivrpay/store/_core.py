@@ -148,7 +148,7 @@ def result_fields(result: Mapping[str, Any] | None) -> dict[str, Any]:
         "result_tran_id": text("tran_id"),
         "result_tran_date": tran_date(result.get("tran_date")),
         "result_forward": text("forward"),
-        "result_card_seq": text("card_seq"),
+        "result_card_seq": card_seq_value(result.get("card_seq")),
     }
 
 
@@ -166,6 +166,18 @@ def error_value(error: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def card_seq_value(value: Any) -> int | None:
+    """The gateway's CardSeq as the number it is (``"0"`` from an answer becomes ``0``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("card_seq must be a non-negative integer")
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise ValueError("card_seq must be a non-negative integer")
+    return int(text)
+
+
 REGISTRATION_STATUSES = ("succeeded", "failed", "pending")
 
 
@@ -177,12 +189,22 @@ def registration_value(registration: Mapping[str, Any] | None) -> dict[str, Any]
     error = registration.get("error")
     if error is not None:
         error = error_value(error)
-    seq = registration.get("card_seq")
     return {
         "status": registration["status"],
-        "card_seq": None if seq is None else str(seq),
+        "card_seq": card_seq_value(registration.get("card_seq")),
         "error": error,
     }
+
+
+def registration_sets(value: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """Columns for a new registration value: a ``pending`` one is due for a retry at once (the
+    registration retrier, :func:`ivrpay.store.claim_registrations`); any other is not."""
+    sets: dict[str, Any] = {"registration": value}
+    if value is not None and value["status"] == "pending":
+        sets.update(registration_next_at=now, registration_since=now, registration_attempts=0)
+    else:
+        sets["registration_next_at"] = None
+    return sets
 
 
 # -- snapshots --------------------------------------------------------------------------------

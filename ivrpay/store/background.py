@@ -25,11 +25,13 @@ from ivrpay.store._core import (
     lock_existing,
     lock_payment,
     payment_pk,
+    registration_sets,
+    registration_value,
     seconds,
     snapshots,
     transaction,
 )
-from ivrpay.store.errors import InvalidTransition
+from ivrpay.store.errors import Conflict, InvalidTransition
 from ivrpay.store.payments import succeeded_sets
 from ivrpay.store.states import CLAIMABLE_STATUSES
 
@@ -197,6 +199,10 @@ async def record_reconciliation(
         if status == "succeeded":
             sets.update(succeeded_sets(row, result))
             err = None
+            if row["operation"] == "charge_and_register" and row["registration"] is None:
+                # The call never got to store the card: TradedCard is retried in the background.
+                pending = {"status": "pending", "card_seq": None, "error": None}
+                sets.update(registration_sets(registration_value(pending), now))
         else:
             if error is None:
                 raise ValueError("a failed reconciliation needs an error")
@@ -213,6 +219,116 @@ async def record_reconciliation(
             from_statuses=["unknown"],
             sets=sets,
             data={"order_id": order, "outcome": outcome},
+        )
+
+
+async def claim_registrations(
+    db: Db, *, now: datetime, lease_s: float, limit: int = 10
+) -> list[dict[str, Any]]:
+    """Succeeded payments whose card registration is ``pending`` and due, held for ``lease_s``.
+
+    Each item: ``{payment: snapshot, order_id (the succeeded execution's, for TradedCard),
+    member_id, attempts, pending_since}``.
+    """
+    aware(now)
+    async with transaction(db) as conn:
+        rows = await conn.fetch(
+            """WITH due AS (
+                   SELECT id FROM payments
+                   WHERE registration_next_at <= $1 AND status = 'succeeded'
+                   ORDER BY registration_next_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               UPDATE payments p SET registration_next_at = $3 FROM due WHERE p.id = due.id
+               RETURNING p.*""",
+            now,
+            limit,
+            now + seconds(lease_s),
+        )
+        snaps = await snapshots(conn, rows)
+        charged = {
+            r["payment_id"]: r["order_id"]
+            for r in await conn.fetch(
+                """SELECT DISTINCT ON (payment_id) payment_id, order_id FROM executions
+                   WHERE payment_id = ANY($1::uuid[]) AND outcome = 'succeeded'
+                   ORDER BY payment_id, n DESC""",
+                [r["id"] for r in rows],
+            )
+        }
+    return [
+        {
+            "payment": snap,
+            "order_id": charged.get(row["id"]),
+            "member_id": row["member_id"],
+            "attempts": row["registration_attempts"],
+            "pending_since": row["registration_since"],
+        }
+        for row, snap in zip(rows, snaps, strict=True)
+    ]
+
+
+_REGISTRATION_GAVE_UP = {
+    "code": "registration_not_done",
+    "category": "system",
+    "message": "the card could not be stored in time",
+}
+
+
+async def record_registration_attempt(
+    db: Db,
+    payment_id: Any,
+    *,
+    now: datetime,
+    status: str,
+    backoff_s: Sequence[float],
+    horizon_s: float,
+    card_seq: int | None = None,
+    error: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a retry of a ``pending`` registration found: "succeeded" (``card_seq``), "failed"
+    (``error``: the gateway will not store the card) or "retry" later.
+
+    A retry is due after ``backoff_s`` (by attempt, the last entry repeating); once the
+    registration has been pending for ``horizon_s`` it is ``failed`` instead (with ``error``, else
+    the one it had). The outcome is a payment event (SSE sees it); registration has no webhook.
+    Conflict("registration_not_pending") when there is nothing pending to record.
+    """
+    aware(now)
+    if status not in ("succeeded", "failed", "retry"):
+        raise ValueError("status must be succeeded, failed or retry")
+    pid = payment_pk(payment_id)
+    async with transaction(db) as conn:
+        row = await lock_existing(conn, pid)
+        current = row["registration"] or {}
+        if row["status"] != "succeeded" or current.get("status") != "pending":
+            raise Conflict("registration_not_pending", "no card registration is pending")
+        attempts = row["registration_attempts"] + 1
+        if status == "retry":
+            since = row["registration_since"] or now
+            if (now - since).total_seconds() < horizon_s:
+                # Scheduling only: not a change anyone watches, so no event.
+                await conn.execute(
+                    """UPDATE payments SET registration_attempts = $2, registration_next_at = $3
+                       WHERE id = $1""",
+                    pid,
+                    attempts,
+                    now + seconds(backoff_delay(backoff_s, attempts)),
+                )
+                return (await snapshots(conn, [await lock_payment(conn, pid)]))[0]
+            status = "failed"
+            error = error or current.get("error") or _REGISTRATION_GAVE_UP
+        if status == "succeeded":
+            value = registration_value({"status": "succeeded", "card_seq": card_seq})
+        else:
+            if error is None:
+                raise ValueError("a failed registration needs an error")
+            value = registration_value({"status": "failed", "card_seq": None, "error": error})
+        return await change_or_explain(
+            conn,
+            pid,
+            now=now,
+            kind="registration",
+            from_statuses=["succeeded"],
+            sets={**registration_sets(value, now), "registration_attempts": attempts},
+            data={**(value or {}), "attempts": attempts},
         )
 
 

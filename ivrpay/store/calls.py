@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ from ivrpay.store._core import (
     mask,
     parse_id,
     payment_pk,
+    registration_sets,
     registration_value,
     seconds,
     snapshots,
@@ -171,15 +172,24 @@ async def claim_payment(
         return Claim(False, reason, current)
 
 
-async def renew_leases(db: Db, owner: str, *, now: datetime, lease_s: float) -> int:
-    """Extend the lease of every live claim held by ``owner`` (this process); how many."""
+async def renew_leases(
+    db: Db, owner: str, *, now: datetime, lease_s: float, tokens: Iterable[Any]
+) -> int:
+    """Extend the leases of ``tokens``, the claims of ``owner`` (this process) whose calls are in
+    progress right now; how many. Only those: a claim whose release failed (the database was
+    briefly down) must lapse, so that the sweep resolves it."""
     aware(now)
+    live = [t for t in (parse_id(tok) for tok in tokens) if t is not None]
+    if not live:
+        return 0
     async with connection(db) as conn:
         status = await conn.execute(
             """UPDATE payments SET lease_expires_at = $2
-               WHERE lease_owner = $1 AND lease_token IS NOT NULL AND call_ended_at IS NULL""",
+               WHERE lease_owner = $1 AND lease_token = ANY($3::uuid[])
+                 AND call_ended_at IS NULL""",
             owner,
             now + seconds(lease_s),
+            live,
         )
     return int(status.split()[-1])
 
@@ -428,6 +438,9 @@ async def record_gateway_result(
     aware(now)
     if status not in _RESULT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(_RESULT_STATUSES)}")
+    if registration is not None and registration.get("status") == "pending":
+        if status != "succeeded":
+            raise ValueError("only a succeeded payment has a registration to retry")
     pid, tok = payment_pk(payment_id), _token(token)
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
@@ -435,7 +448,7 @@ async def record_gateway_result(
             raise InvalidTransition(row["status"], status)
         sets, err = _outcome_sets(status, row, now, error, result, card)
         if registration is not None:
-            sets["registration"] = registration_value(registration)
+            sets.update(registration_sets(registration_value(registration), now))
         sets["progress_step"] = "result"
         outcome = "succeeded" if err is None else err["category"]
         await finish_execution(conn, pid, order_id, outcome, err, now)

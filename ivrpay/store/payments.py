@@ -28,6 +28,7 @@ from ivrpay.store._core import (
     lock_existing,
     parse_id,
     payment_pk,
+    registration_sets,
     registration_value,
     result_fields,
     seconds,
@@ -354,13 +355,19 @@ async def record_settlement(
 async def record_registration(
     db: Db, payment_id: Any, *, registration: Mapping[str, Any], now: datetime
 ) -> dict[str, Any]:
-    """The card storage result of a ``charge_and_register`` (``{status, card_seq, error}``)."""
+    """The card storage result of a ``charge_and_register`` (``{status, card_seq, error}``);
+    ``pending`` schedules a retry by the registration retrier."""
     aware(now)
     pid = payment_pk(payment_id)
     value = registration_value(registration)
     async with transaction(db) as conn:
         return await change_or_explain(
-            conn, pid, now=now, kind="registration", sets={"registration": value}, data=value
+            conn,
+            pid,
+            now=now,
+            kind="registration",
+            sets=registration_sets(value, now),
+            data=value,
         )
 
 

@@ -4,27 +4,39 @@ Each loop is a :class:`~ivrpay.workers.loops.Loop`: ``await loop.run_once(now)``
 (tests drive time and call it directly), ``await loop.run(stop_event)`` repeats it every
 ``interval_s`` until the event is set. Processes share the work through ``FOR UPDATE SKIP LOCKED``.
 
-    LeaseRenewer(pool, owner, *, lease_s, interval_s)    renew this process's call leases
+    LeaseRenewer(pool, owner, *, lease_s, live_tokens=lambda: (), interval_s=None)
+                                                         renew the leases of the calls in
+                                                         progress here (``live_tokens()``)
     LeaseSweeper(pool, *, interval_s)                    resolve lapsed leases of crashed processes
     Expirer(pool, *, interval_s)                         pending/failed/abandoned past expiry
     WebhookDeliverer(pool, *, backoff_s, horizon_s, interval_s, timeout_s=10.0, session=None)
                                                          sign and POST due outbox rows
     Reconciler(pool, reconcile, *, backoff_s, horizon_s, interval_s, lease_s=120.0)
                                                          unknown payments: ``reconcile(item)``
-                                                         (the gateway's SearchTrade, wired by
-                                                         the lead) -> ReconcileOutcome
+                                                         (item carries ``now``) ->
+                                                         ReconcileOutcome
+    RegistrationRetrier(pool, register, *, backoff_s, horizon_s, interval_s, lease_s=120.0)
+                                                         pending card registrations:
+                                                         ``register(item)`` (item carries
+                                                         ``now``) -> RegistrationOutcome
     IdempotencyPurger(pool, *, interval_s)               forget keys past 24 h
 
     gateway_reconciler(gateway, pool=None) -> reconcile  SearchTrade per open attempt
                                                          (``gateway.reconcile(order_id,
-                                                         sent_at=...)``) -> ReconcileOutcome
+                                                         sent_at=..., now=item["now"])``)
+    gateway_registrar(gateway, pool=None) -> register    TradedCard again
+                                                         (``gateway.store_traded_card``)
 
     process_owner() -> str                               this process's lease owner name
-    build_workers(pool, settings, *, owner, reconcile=None) -> list[Loop]
-    Workers(settings, pool, gateway=None, *, owner, reconcile=None)
-                                                         ``await .start()``, ``await .stop()``;
-                                                         the gateway wires the reconciler
-    start_workers(pool, settings, *, owner, reconcile=None) -> Workers (started)
+    build_workers(pool, settings, *, owner, reconcile=None, register=None,
+        live_tokens=lambda: ()) -> list[Loop]
+    Workers(settings, pool, gateway=None, *, owner, reconcile=None, register=None,
+        live_tokens=lambda: ())                          ``await .start()``, ``await .stop()``;
+                                                         the gateway wires the reconciler and
+                                                         the registration retrier;
+                                                         ``.loop(Reconciler)`` -> that loop
+    start_workers(pool, settings, *, owner, reconcile=None, register=None,
+        live_tokens=lambda: ()) -> Workers (started)
 """
 
 from ivrpay.workers.loops import (
@@ -35,6 +47,8 @@ from ivrpay.workers.loops import (
     Loop,
     ReconcileOutcome,
     Reconciler,
+    RegistrationOutcome,
+    RegistrationRetrier,
     WebhookDeliverer,
     Workers,
     build_workers,
@@ -42,6 +56,7 @@ from ivrpay.workers.loops import (
     start_workers,
 )
 from ivrpay.workers.reconcile import gateway_reconciler
+from ivrpay.workers.registration import gateway_registrar
 
 __all__ = [
     "Expirer",
@@ -51,10 +66,13 @@ __all__ = [
     "Loop",
     "ReconcileOutcome",
     "Reconciler",
+    "RegistrationOutcome",
+    "RegistrationRetrier",
     "WebhookDeliverer",
     "Workers",
     "build_workers",
     "gateway_reconciler",
+    "gateway_registrar",
     "process_owner",
     "start_workers",
 ]

@@ -8,10 +8,10 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -22,6 +22,7 @@ from ivrpay.config import Settings
 from ivrpay.store.webhooks import SIGNATURE_HEADER
 
 log = structlog.get_logger(__name__)
+_L = TypeVar("_L", bound="Loop")
 
 
 def _now() -> datetime:
@@ -61,18 +62,39 @@ class Loop:
                 await asyncio.wait_for(stop.wait(), self.interval_s)
 
 
+LiveTokens = Callable[[], Iterable[str]]
+
+
+def _no_calls() -> tuple[str, ...]:
+    return ()
+
+
 class LeaseRenewer(Loop):
+    """Renews the leases of the calls in progress in this process: ``live_tokens()`` names them
+    (the flow's ``FlowDeps.live_tokens``). A claim whose release failed is no longer named, so it
+    lapses and the sweep resolves it instead of it being held as long as the process lives."""
+
     name = "lease_renewer"
 
     def __init__(
-        self, pool: asyncpg.Pool, owner: str, *, lease_s: float, interval_s: float | None = None
+        self,
+        pool: asyncpg.Pool,
+        owner: str,
+        *,
+        lease_s: float,
+        live_tokens: LiveTokens = _no_calls,
+        interval_s: float | None = None,
     ) -> None:
         super().__init__(interval_s or lease_s / 3)
         self.pool, self.owner, self.lease_s = pool, owner, lease_s
+        self.live_tokens = live_tokens
 
     async def run_once(self, now: datetime | None = None) -> int:
+        tokens = list(self.live_tokens())  # a copy: calls come and go while this awaits
+        if not tokens:
+            return 0
         return await store.renew_leases(
-            self.pool, self.owner, now=now or _now(), lease_s=self.lease_s
+            self.pool, self.owner, now=now or _now(), lease_s=self.lease_s, tokens=tokens
         )
 
 
@@ -231,10 +253,10 @@ Reconcile = Callable[[dict[str, Any]], Awaitable[ReconcileOutcome]]
 class Reconciler(Loop):
     """Claims due ``unknown`` payments and records what ``reconcile(item)`` found.
 
-    WIRING POINT: ``reconcile`` is the gateway side (SearchTrade per attempt OrderID, the
-    "UNPROCESSED only after IVRPAY_RECONCILE_AFTER_S" rule); ``cli``/``runner`` passes it in.
-    ``item`` is one entry of :func:`ivrpay.store.claim_reconciliations`. An exception from
-    ``reconcile`` counts as "retry".
+    ``reconcile`` is the gateway side (SearchTrade per attempt OrderID, the "UNPROCESSED only
+    after IVRPAY_RECONCILE_AFTER_S" rule, judged at ``item["now"]``). ``item`` is one entry of
+    :func:`ivrpay.store.claim_reconciliations` plus ``now``, the moment of this run. An exception
+    from ``reconcile`` counts as "retry".
     """
 
     name = "reconciler"
@@ -266,7 +288,7 @@ class Reconciler(Loop):
         for item in items:
             payment_id = item["payment"]["id"]
             try:
-                outcome = await self.reconcile(item)
+                outcome = await self.reconcile({**item, "now": now})
             except Exception:
                 log.exception("reconcile_failed", payment_id=payment_id)
                 outcome = ReconcileOutcome("retry")
@@ -295,12 +317,91 @@ class Reconciler(Loop):
         return len(items)
 
 
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    """What a retry of a pending card registration found (see store.record_registration_attempt)."""
+
+    status: str  # "succeeded" | "failed" | "retry"
+    card_seq: int | None = None
+    error: Mapping[str, Any] | None = None
+
+
+RetryRegistration = Callable[[dict[str, Any]], Awaitable[RegistrationOutcome]]
+
+
+class RegistrationRetrier(Loop):
+    """Claims due ``pending`` card registrations (a ``charge_and_register`` whose TradedCard did
+    not get through) and records what ``register(item)`` found.
+
+    ``register`` is the gateway side (:func:`ivrpay.workers.registration.gateway_registrar`);
+    ``item`` is one entry of :func:`ivrpay.store.claim_registrations` plus ``now``. An exception
+    from ``register`` counts as "retry".
+    """
+
+    name = "registration_retrier"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        register: RetryRegistration,
+        *,
+        backoff_s: Sequence[float],
+        horizon_s: float,
+        interval_s: float,
+        lease_s: float = 120.0,
+        limit: int = 10,
+    ) -> None:
+        super().__init__(interval_s)
+        self.pool = pool
+        self.register = register
+        self.backoff_s = tuple(backoff_s)
+        self.horizon_s = horizon_s
+        self.lease_s = lease_s
+        self.limit = limit
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        now = now or _now()
+        items = await store.claim_registrations(
+            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
+        )
+        for item in items:
+            payment_id = item["payment"]["id"]
+            try:
+                outcome = await self.register({**item, "now": now})
+            except Exception:
+                log.exception("registration_retry_failed", payment_id=payment_id)
+                outcome = RegistrationOutcome("retry")
+            try:
+                snap = await store.record_registration_attempt(
+                    self.pool,
+                    payment_id,
+                    now=now,
+                    status=outcome.status,
+                    backoff_s=self.backoff_s,
+                    horizon_s=self.horizon_s,
+                    card_seq=outcome.card_seq,
+                    error=outcome.error,
+                )
+            except (store.StoreError, ValueError) as exc:
+                log.warning("registration_not_recorded", payment_id=payment_id, error=str(exc))
+                continue
+            log.info(
+                "registration_retried",
+                payment_id=payment_id,
+                registration=(snap["registration"] or {}).get("status"),
+            )
+        return len(items)
+
+
 class Workers:
     """Every loop of one ``serve`` process: ``await start()``, then ``await stop()``.
 
     ``gateway`` (the gateway client) wires the reconciler through
-    :func:`ivrpay.workers.reconcile.gateway_reconciler`; ``reconcile`` overrides it; with neither,
-    no reconciler runs. ``loops`` replaces the whole set (tests).
+    :func:`ivrpay.workers.reconcile.gateway_reconciler` and the registration retrier through
+    :func:`ivrpay.workers.registration.gateway_registrar`; ``reconcile`` / ``register`` override
+    them; with neither, that loop does not run. ``live_tokens`` names the lease tokens of the
+    calls in progress in this process (the lease renewer renews those only). ``loops`` replaces
+    the whole set (tests).
     """
 
     def __init__(
@@ -311,19 +412,39 @@ class Workers:
         *,
         owner: str,
         reconcile: Reconcile | None = None,
+        register: RetryRegistration | None = None,
+        live_tokens: LiveTokens = _no_calls,
         loops: list[Loop] | None = None,
     ) -> None:
         if reconcile is None and gateway is not None:
             from ivrpay.workers.reconcile import gateway_reconciler
 
             reconcile = gateway_reconciler(gateway, pool)
+        if register is None and gateway is not None:
+            from ivrpay.workers.registration import gateway_registrar
+
+            register = gateway_registrar(gateway, pool)
         self.loops = (
             loops
             if loops is not None
-            else build_workers(pool, settings, owner=owner, reconcile=reconcile)
+            else build_workers(
+                pool,
+                settings,
+                owner=owner,
+                reconcile=reconcile,
+                register=register,
+                live_tokens=live_tokens,
+            )
         )
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+
+    def loop(self, kind: type[_L]) -> _L:
+        """The running loop of that class (tests drive it with ``run_once(now)``)."""
+        for loop in self.loops:
+            if isinstance(loop, kind):
+                return loop
+        raise LookupError(f"no {kind.__name__} runs here")
 
     async def start(self) -> None:
         self.stop_event.clear()
@@ -346,11 +467,16 @@ def build_workers(
     *,
     owner: str,
     reconcile: Reconcile | None = None,
+    register: RetryRegistration | None = None,
+    live_tokens: LiveTokens = _no_calls,
 ) -> list[Loop]:
-    """Every loop a ``serve`` process runs (the reconciler only when ``reconcile`` is given)."""
+    """Every loop a ``serve`` process runs (the reconciler only when ``reconcile`` is given, the
+    registration retrier only when ``register`` is)."""
     interval = settings.worker_interval_s
+    # A gateway call may take gateway_timeout_s, and a busy gateway is retried: hold that long.
+    gateway_hold_s = settings.gateway_timeout_s * 3 + 30
     loops: list[Loop] = [
-        LeaseRenewer(pool, owner, lease_s=settings.lease_s),
+        LeaseRenewer(pool, owner, lease_s=settings.lease_s, live_tokens=live_tokens),
         LeaseSweeper(pool, interval_s=interval),
         Expirer(pool, interval_s=interval),
         WebhookDeliverer(
@@ -369,7 +495,19 @@ def build_workers(
                 backoff_s=settings.reconcile_backoff_s,
                 horizon_s=settings.retry_horizon_s,
                 interval_s=interval,
-                lease_s=settings.gateway_timeout_s * 3 + 30,
+                lease_s=gateway_hold_s,
+            )
+        )
+    if register is not None:
+        loops.append(
+            RegistrationRetrier(
+                pool,
+                register,
+                backoff_s=settings.reconcile_backoff_s,
+                horizon_s=settings.retry_horizon_s,
+                interval_s=interval,
+                # Storing a card is up to seven requests (member, card list, TradedCard twice).
+                lease_s=settings.gateway_timeout_s * 8 + 30,
             )
         )
     return loops
@@ -381,7 +519,16 @@ async def start_workers(
     *,
     owner: str,
     reconcile: Reconcile | None = None,
+    register: RetryRegistration | None = None,
+    live_tokens: LiveTokens = _no_calls,
 ) -> Workers:
-    workers = Workers(settings, pool, owner=owner, reconcile=reconcile)
+    workers = Workers(
+        settings,
+        pool,
+        owner=owner,
+        reconcile=reconcile,
+        register=register,
+        live_tokens=live_tokens,
+    )
     await workers.start()
     return workers

@@ -1,10 +1,11 @@
 """The reconciler's gateway side: SearchTrade per unknown attempt, mapped to a store outcome.
 
 Kept apart from the loop so the loop takes any callable (tests, another gateway). The gateway
-object is used through one method, ``await gateway.reconcile(order_id, sent_at=...)``, answering
-an object with ``state`` ("executed" | "not_executed" | "unknown") and ``trade`` (SearchTrade's
-outcome: approve, tran_id, tran_date, forward, card_last4, err_code, sent_at, elapsed_ms); the
-"UNPROCESSED is trusted only after IVRPAY_RECONCILE_AFTER_S" rule lives in the gateway client.
+object is used through one method, ``await gateway.reconcile(order_id, sent_at=..., now=...)``,
+answering an object with ``state`` ("executed" | "not_executed" | "unknown") and ``trade``
+(SearchTrade's outcome: approve, tran_id, tran_date, forward, card_last4, err_code, sent_at,
+elapsed_ms); the "UNPROCESSED is trusted only after IVRPAY_RECONCILE_AFTER_S" rule lives in the
+gateway client, judged at the reconciler's ``now`` (``item["now"]``), not the client's clock.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def gateway_reconciler(gateway: Any, pool: asyncpg.Pool | None = None) -> Reconc
             return ReconcileOutcome("retry")  # nothing SearchTrade can settle: an admin will
         not_executed = 0
         for attempt in open_attempts:
-            rec = await gateway.reconcile(attempt["order_id"], sent_at=attempt["sent_at"])
+            rec = await gateway.reconcile(
+                attempt["order_id"], sent_at=attempt["sent_at"], now=item.get("now")
+            )
             await _record(pool, payment["id"], attempt["order_id"], rec)
             if rec.state == "executed":
                 trade = rec.trade

@@ -4,12 +4,13 @@ call" steps 6–7, "Gateway use", "Errors on the payment", the sandbox test card
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from ivrpay.gateway import GatewayClient
-from ivrpay.workers import Reconciler, gateway_reconciler
+from ivrpay.sandbox.state import MAX_CARDS
+from ivrpay.workers import Loop, Reconciler, RegistrationRetrier
 from tests.e2e.callkit import (
     EXPIRY,
     GREETING,
@@ -20,6 +21,9 @@ from tests.e2e.callkit import (
     pay_keys,
 )
 from tests.e2e.conftest import Ivrpay
+from tests.support.gateway import make_card
+
+L = TypeVar("L", bound=Loop)
 
 
 @pytest.fixture
@@ -29,22 +33,10 @@ def e2e_overrides() -> dict[str, Any]:
     return {"worker_interval_s": 3600.0}
 
 
-def reconciler(ivrpay: Ivrpay, gateway: GatewayClient) -> Reconciler:
-    s = ivrpay.settings
-    return Reconciler(
-        ivrpay.pool,
-        gateway_reconciler(gateway, ivrpay.pool),
-        backoff_s=s.reconcile_backoff_s,
-        horizon_s=s.retry_horizon_s,
-        interval_s=1.0,
-    )
-
-
-def gateway_at(ivrpay: Ivrpay, moment: datetime) -> GatewayClient:
-    """A gateway client whose clock reads ``moment`` (the reconcile-after rule uses it)."""
-    return GatewayClient.from_settings(
-        ivrpay.settings, base_url=ivrpay.sandbox.url, clock=lambda: moment
-    )
+def worker(ivrpay: Ivrpay, kind: type[L]) -> L:
+    """One of the service's own background loops, to run once at a chosen moment."""
+    assert ivrpay.service.workers is not None
+    return ivrpay.service.workers.loop(kind)
 
 
 GATEWAY_INPUT = [
@@ -159,15 +151,15 @@ async def test_an_unknown_outcome_then_the_reconciler_fails_it(ivrpay: Ivrpay) -
     assert [e["outcome"] for e in after["executions"]] == ["unknown"]
     assert after["call"]["ended_at"] is not None
 
+    assert ivrpay.service.deps.live_tokens == set()  # the claim is no longer renewed
+
     # Too early: SearchTrade's UNPROCESSED is not trusted yet.
     now = datetime.now(UTC)
-    async with gateway_at(ivrpay, now) as gateway:
-        assert await reconciler(ivrpay, gateway).run_once(now) == 1
+    assert await worker(ivrpay, Reconciler).run_once(now) == 1
     assert (await ivrpay.payment(payment["id"]))["status"] == "unknown"
 
     later = now + timedelta(seconds=ivrpay.settings.reconcile_after_s + 60)
-    async with gateway_at(ivrpay, later) as gateway:
-        assert await reconciler(ivrpay, gateway).run_once(later) == 1
+    assert await worker(ivrpay, Reconciler).run_once(later) == 1
     final = await ivrpay.payment(payment["id"])
     assert final["status"] == "failed"
     assert final["error"]["category"] == "system"
@@ -274,8 +266,8 @@ class TestRegistration:
         assert after["status"] == "succeeded"
         assert after["registration"]["status"] == "succeeded"
         card_seq = after["registration"]["card_seq"]
-        assert str(card_seq).isdigit()  # the gateway's CardSeq
-        assert str(after["result"]["card_seq"]) == str(card_seq)
+        assert isinstance(card_seq, int) and card_seq >= 0  # the gateway's CardSeq, a number
+        assert after["result"]["card_seq"] == card_seq
         assert after["card"] == {"brand": "VISA", "last4": "1111"}
         members = ivrpay.sandbox.state.members()
         assert [m["member_id"] for m in members] == ["member-1"]
@@ -297,16 +289,17 @@ class TestRegistration:
         assert after["status"] == "succeeded"
         assert after["result"]["approve"]
         assert after["registration"]["status"] == "succeeded"
-        assert str(after["registration"]["card_seq"]).isdigit()
+        assert after["registration"]["card_seq"] == 0
         assert ivrpay.sandbox.state.successes(payment["order_id"]) == 1
 
 
 async def test_charge_and_register_when_the_card_cannot_be_stored(ivrpay: Ivrpay) -> None:
-    """The charge decides the payment; the failed storage is reported in ``registration``."""
+    """The charge decides the payment; the storage the gateway could not be reached for is
+    ``pending`` in ``registration``, and TradedCard is retried in the background."""
     payment = await ivrpay.create_payment(
         language="en", operation="charge_and_register", member_id="member-3"
     )
-    ivrpay.sandbox.add_fault("TradedCard", "http500", 2)
+    ivrpay.sandbox.add_fault("TradedCard", "http500", count=4)
     record = await ivrpay.call(pay_keys(), code=payment["code"])
 
     ended(record, "SUCCEEDED", payment)
@@ -314,9 +307,39 @@ async def test_charge_and_register_when_the_card_cannot_be_stored(ivrpay: Ivrpay
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
     assert after["result"]["approve"]
-    assert after["registration"]["status"] == "failed"
+    assert after["registration"]["status"] == "pending"
     assert after["registration"]["card_seq"] is None
-    assert after["registration"]["error"]["category"] in ("unknown", "system")
+    assert after["registration"]["error"]["category"] == "unknown"
+
+    retrier, now = worker(ivrpay, RegistrationRetrier), datetime.now(UTC)
+    assert await retrier.run_once(now) == 1  # still unreachable: the last two faults
+    assert (await ivrpay.payment(payment["id"]))["registration"]["status"] == "pending"
+    assert await retrier.run_once(now + timedelta(seconds=29)) == 0  # backing off
+    assert await retrier.run_once(now + timedelta(seconds=30)) == 1
+    final = await ivrpay.payment(payment["id"])
+    assert final["status"] == "succeeded"
+    assert final["registration"] == {"status": "succeeded", "card_seq": 0, "error": None}
+    assert ivrpay.sandbox.state.requests["TradedCard"] == 5
+    assert ivrpay.sandbox.state.successes(payment["order_id"]) == 1
+
+
+async def test_charge_and_register_when_the_gateway_refuses_the_card(ivrpay: Ivrpay) -> None:
+    """A refusal (the member has the most cards the gateway keeps) is final: ``failed``."""
+    async with GatewayClient.from_settings(ivrpay.settings, base_url=ivrpay.sandbox.url) as gw:
+        for _ in range(MAX_CARDS):
+            card = make_card(VISA, code=None)
+            assert (await gw.register("member-4", card)).ok
+            card.wipe()
+    payment = await ivrpay.create_payment(
+        language="en", operation="charge_and_register", member_id="member-4"
+    )
+    record = await ivrpay.call(pay_keys(), code=payment["code"])
+
+    ended(record, "SUCCEEDED", payment)
+    assert heard(record)[-2:] == ["paid_not_registered", "connecting_back"]
+    reg = (await ivrpay.payment(payment["id"]))["registration"]
+    assert (reg["status"], reg["card_seq"], reg["error"]["code"]) == ("failed", None, "E01230009")
+    assert await worker(ivrpay, RegistrationRetrier).run_once(datetime.now(UTC)) == 0
 
 
 class TestGatewayRejectsTheNumber:

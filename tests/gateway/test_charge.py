@@ -93,6 +93,23 @@ async def test_gateway_timeout_card_is_unknown_then_not_executed(
     assert (order["status"], order["executions"], order["successes"]) == ("UNPROCESSED", 1, 0)
 
 
+async def test_reconcile_judges_by_the_moment_it_is_given(
+    gateway_client: GatewayClient, sandbox: Sandbox
+) -> None:
+    """``now`` (the reconciler's run time), not the client's clock, decides "old enough"."""
+    out = await gateway_client.charge("GTO-02", make_card(GATEWAY_TIMEOUT_CARD), amount=800)
+    assert out.kind == "unknown" and out.sent_at is not None
+    soon = await gateway_client.reconcile("GTO-02", sent_at=out.sent_at, now=out.sent_at)
+    assert soon.state == "unknown"
+    after = out.sent_at + timedelta(seconds=300)
+    later = await gateway_client.reconcile("GTO-02", sent_at=out.sent_at, now=after)
+    assert later.state == "not_executed"
+    naive = await gateway_client.reconcile(
+        "GTO-02", sent_at=out.sent_at, now=after.replace(tzinfo=None)
+    )  # a naive moment is read as UTC, as sent_at is
+    assert naive.state == "not_executed"
+
+
 async def test_reconcile_of_an_order_never_entered(gateway_client: GatewayClient) -> None:
     now = gateway_client._clock()
     fresh = await gateway_client.reconcile("NEVER-01", sent_at=now)

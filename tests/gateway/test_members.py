@@ -198,3 +198,34 @@ async def test_traded_card_needs_an_executed_order(gateway_client: GatewayClient
     assert (await gateway_client.save_member("cust-15")).ok
     out = await gateway_client.traded_card("TC-01", "cust-15")
     assert (out.kind, out.err_code) == ("system", "E01110010")
+
+
+async def test_which_card_storage_failures_may_pass_later(sandbox: Sandbox) -> None:
+    """``retry_later``: unreachable, busy or lost answers may pass; the gateway's own refusal
+    (here: TradedCard of an order that was never executed) will not."""
+    async with make_gateway_client(sandbox, retry_backoff_s=(0.0,)) as client:
+        assert (await client.charge("RL-01", make_card(VISA), amount=100)).ok
+        sandbox.add_fault("TradedCard", "http500", 2)
+        lost = await client.store_traded_card("RL-01", "cust-20")
+        assert (lost.kind, lost.retry_later) == ("unknown", True)
+        sandbox.add_fault("TradedCard", "busy", 2)
+        busy = await client.store_traded_card("RL-01", "cust-20")
+        assert (busy.kind, busy.err_code, busy.retry_later) == ("system", "E92000001", True)
+        sandbox.add_fault("SearchCard", "http500", 1)
+        unreadable = await client.store_traded_card("RL-01", "cust-20")
+        assert (unreadable.kind, unreadable.err_code, unreadable.retry_later) == (
+            "system",
+            None,
+            True,
+        )
+        stored = await client.store_traded_card("RL-01", "cust-20")
+        assert stored.ok and stored.card_seq == 0 and not stored.retry_later
+        assert (await client.entry_tran("RL-02", "AUTH", 100)).ok
+        refused = await client.store_traded_card("RL-02", "cust-20")
+        assert (refused.kind, refused.err_code, refused.retry_later) == (
+            "system",
+            "E01110010",
+            False,
+        )
+        declined = await client.charge("RL-03", make_card("4000000000000002"), amount=100)
+        assert declined.kind == "declined" and not declined.retry_later

@@ -157,8 +157,9 @@ async def test_mark_needs_review(pool: asyncpg.Pool) -> None:
 
 async def test_lease_loops(pool: asyncpg.Pool) -> None:
     p = await new_payment(pool)
-    await claimed(pool, p, owner="me", now=at(0))
-    renewer = LeaseRenewer(pool, "me", lease_s=LEASE_S, interval_s=10)
+    claim = await claimed(pool, p, owner="me", now=at(0))
+    live = {claim.token}
+    renewer = LeaseRenewer(pool, "me", lease_s=LEASE_S, live_tokens=lambda: live, interval_s=10)
     sweeper = LeaseSweeper(pool, interval_s=1)
     assert await renewer.run_once(at(25)) == 1
     assert await sweeper.run_once(at(40)) == 0  # renewed until 55
@@ -173,9 +174,10 @@ async def test_workers_start_and_stop(pool: asyncpg.Pool, database_url: str) -> 
     # The loops run on the real clock: a payment that expired an hour ago.
     p = await new_payment(pool, now=datetime.now(UTC) - timedelta(hours=1), expires_in=1)
     names = {type(w).__name__ for w in build_workers(pool, settings, owner="me")}
-    assert "Reconciler" not in names  # only when the gateway side is wired in
+    # Only when the gateway side is wired in.
+    assert not names & {"Reconciler", "RegistrationRetrier"}
     wired = Workers(settings, pool, gateway=object(), owner="me")
-    assert "Reconciler" in {type(w).__name__ for w in wired.loops}
+    assert {"Reconciler", "RegistrationRetrier"} <= {type(w).__name__ for w in wired.loops}
     listener = store.PaymentListener(database_url)
     await listener.start()
     try:

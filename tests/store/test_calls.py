@@ -248,7 +248,8 @@ async def test_lease_renewal_and_lost_lease(pool: asyncpg.Pool) -> None:
     q = await new_payment(pool)
     a = await claimed(pool, p, owner="proc-a", now=at(0))
     await claimed(pool, q, owner="proc-b", now=at(0))
-    assert await store.renew_leases(pool, "proc-a", now=at(20), lease_s=LEASE_S) == 1
+    live = [a.token]
+    assert await store.renew_leases(pool, "proc-a", now=at(20), lease_s=LEASE_S, tokens=live) == 1
     # proc-b has died: at 40 s only its lease has lapsed.
     resolved = await store.resolve_lapsed_leases(pool, now=at(40))
     assert resolved == [(q["id"], "abandoned")]
@@ -258,6 +259,30 @@ async def test_lease_renewal_and_lost_lease(pool: asyncpg.Pool) -> None:
     # Abandoned: a new call takes it up; the dead call's token is worthless now.
     await claimed(pool, q, owner="proc-c", now=at(41))
     assert await store.record_progress(pool, p["id"], a.token, now=at(42), step="expiry")
+
+
+async def test_only_the_named_leases_are_renewed(pool: asyncpg.Pool) -> None:
+    """A claim whose call is no longer in progress here (its release failed) is not renewed:
+    it lapses, and the sweep resolves it."""
+    live_p, stuck_p, other_p = [await new_payment(pool) for _ in range(3)]
+    live = await claimed(pool, live_p, owner="proc-a", now=at(0))
+    stuck = await claimed(pool, stuck_p, owner="proc-a", now=at(0))
+    other = await claimed(pool, other_p, owner="proc-b", now=at(0))
+
+    async def renew(now: float, tokens: list[Any]) -> int:
+        return await store.renew_leases(pool, "proc-a", now=at(now), lease_s=LEASE_S, tokens=tokens)
+
+    assert await renew(20, []) == 0
+    # Another owner's token and anything that is not a token are ignored.
+    assert await renew(20, [live.token, other.token, "not-a-token", None]) == 1
+    assert await renew(40, [live.token]) == 1
+    resolved = await store.resolve_lapsed_leases(pool, now=at(45))
+    assert sorted(resolved) == sorted([(stuck_p["id"], "abandoned"), (other_p["id"], "abandoned")])
+    assert (await store.get_payment(pool, live_p["id"]))["status"] == "in_call"
+    assert await store.resolve_lapsed_leases(pool, now=at(70)) == []
+    assert await store.resolve_lapsed_leases(pool, now=at(71)) == [(live_p["id"], "abandoned")]
+    # A resolved claim is never renewed again, named or not.
+    assert await renew(72, [live.token, stuck.token]) == 0
 
 
 async def test_lapsed_lease_while_processing_becomes_unknown(pool: asyncpg.Pool) -> None:
@@ -488,4 +513,5 @@ async def test_end_call_after_the_payment_moved_on_releases_the_claim(
     # The caller hangs up: "abandoned" is moot for a failed payment, the claim still ends.
     snap = await store.end_call(pool, p["id"], claim.token, now=at(4), status="abandoned")
     assert snap["status"] == "failed" and snap["call"]["ended_at"] == at(4)
-    assert await store.renew_leases(pool, "proc-a", now=at(5), lease_s=LEASE_S) == 0
+    live = [claim.token]
+    assert await store.renew_leases(pool, "proc-a", now=at(5), lease_s=LEASE_S, tokens=live) == 0

@@ -225,13 +225,20 @@ async def test_capture_job_starts_captured_and_register_has_none(pool: asyncpg.P
         result={"card_seq": "0"}, card={"brand": "JCB", "last4": "0000"},
         registration={"status": "succeeded", "card_seq": 0, "error": None},
     )  # fmt: skip
-    assert snap["settlement"] is None and snap["result"]["card_seq"] == "0"
-    assert snap["registration"] == {"status": "succeeded", "card_seq": "0", "error": None}
+    # CardSeq is a number wherever it shows, whether the gateway's "0" or 0 came in.
+    assert snap["settlement"] is None and snap["result"]["card_seq"] == 0
+    assert snap["registration"] == {"status": "succeeded", "card_seq": 0, "error": None}
+    assert (await store.get_payment(pool, r["id"]))["registration"]["card_seq"] == 0
     later = await store.record_registration(
         pool, r["id"], registration={"status": "failed", "card_seq": None, "error": DECLINE},
         now=at(2),
     )  # fmt: skip
     assert later["registration"]["status"] == "failed"
+    for bad in ("x1", -1, True, "1e3", 1.5):
+        with pytest.raises(ValueError, match="card_seq"):
+            await store.record_registration(
+                pool, r["id"], registration={"status": "succeeded", "card_seq": bad}, now=at(3)
+            )
 
 
 async def test_idempotency_keys(pool: asyncpg.Pool) -> None:

@@ -56,7 +56,7 @@ async def _unknown_after(
 async def test_reconciler_over_the_sandbox(
     pool: asyncpg.Pool, gateway_client: GatewayClient
 ) -> None:
-    now = datetime.now(UTC)  # the gateway client judges "old enough" on the real clock
+    now = datetime.now(UTC)
     old = now - timedelta(minutes=10)
     charged, charged_order = await _unknown_after(pool, gateway_client, old, execute=True)
     never, _ = await _unknown_after(pool, gateway_client, old, execute=False)
