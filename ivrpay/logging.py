@@ -4,7 +4,8 @@ Everything the process logs (structlog and the standard library's loggers, aioht
 included) goes through one processor chain that ends with :func:`mask_card_numbers`: every run of
 12–19 digits not joined to other digits is replaced, in every value, except in the fields of an
 explicit allow-list of identifiers that are known not to be card data. Tracebacks are rendered
-without local variables.
+without local variables; uncaught exceptions (process and threads) are logged through the same
+chain, and a record that cannot be formatted is reported without its message or arguments.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
@@ -37,14 +39,15 @@ def _mask_value(value: Any) -> Any:
         return mask_text(value)
     if isinstance(value, bytes | bytearray):
         return mask_text(bytes(value).decode("latin-1"))
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value)
-        return MASK if _DIGIT_RUN.fullmatch(text.lstrip("-")) else value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # A float renders with its integer digits too: 4111111111111111.0.
+        return MASK if _DIGIT_RUN.search(repr(value)) else value
     if isinstance(value, dict):
-        return {k: _mask_value(v) for k, v in value.items()}
+        # Keys are rendered as well as values.
+        return {_mask_value(k): _mask_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_mask_value(v) for v in value]
-    if value is None or isinstance(value, bool | float):
+    if value is None or isinstance(value, bool):
         return value
     return mask_text(str(value))
 
@@ -56,7 +59,11 @@ def mask_card_numbers(
     for key in list(event_dict):
         if key in ALLOWED_DIGIT_FIELDS:
             continue
-        event_dict[key] = _mask_value(event_dict[key])
+        value = _mask_value(event_dict[key])
+        masked_key = mask_text(key) if isinstance(key, str) else key
+        if masked_key != key:
+            del event_dict[key]
+        event_dict[masked_key] = value
     return event_dict
 
 
@@ -67,6 +74,20 @@ def _exception_formatter(
     import traceback
 
     return "".join(traceback.format_exception(*exc_info))
+
+
+class _Handler(logging.StreamHandler):
+    """A stream handler whose own error report never shows the record's message or arguments
+    (logging's default prints both raw on stderr, card data included)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[0]
+        note = f"logging error in {record.name}: {error.__name__ if error else 'unknown'}"
+        try:
+            self.stream.write(mask_text(note) + "\n")
+            self.flush()
+        except Exception:  # a broken stream: nothing more can be done
+            pass
 
 
 def _shared_processors() -> list[Callable[..., Any]]:
@@ -102,7 +123,7 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
         foreign_pre_chain=_shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = logging.StreamHandler(stream)
+    handler = _Handler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -112,6 +133,10 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
     # aiohttp's access log is noise at info on a busy IVR; keep it at warning.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
+    # A crash would print its traceback with Python's own hooks, around the masker: log it instead.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
     structlog.configure(
         processors=[
             *_shared_processors(),
@@ -120,6 +145,23 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
+    )
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger("ivrpay").critical("uncaught exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("ivrpay").critical(
+        "uncaught exception in thread %s",
+        args.thread.name if args.thread is not None else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
     )
 
 

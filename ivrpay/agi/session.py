@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,30 @@ __all__ = ["AGISession", "DataResult", "PlayResult", "read_environment"]
 
 _KEYS = re.compile(r"[0-9*#A-Da-d]*")
 _APP = re.compile(r"[A-Za-z0-9_]+")
+
+# Commands whose result is what the caller keyed (or the escape key that stopped a prompt): the
+# reply is sensitive whoever sends them (execute, execute_line or a helper). Every SAY command too.
+_INPUT_COMMANDS = (
+    ("STREAM", "FILE"),
+    ("CONTROL", "STREAM", "FILE"),
+    ("GET", "DATA"),
+    ("GET", "OPTION"),
+    ("WAIT", "FOR", "DIGIT"),
+    ("RECORD", "FILE"),
+    ("RECEIVE", "CHAR"),
+    ("RECEIVE", "TEXT"),
+    ("SPEECH", "RECOGNIZE"),
+    ("SAY",),
+)
+# Asterisk's waits when GET DATA / GET OPTION are given none: TIMEOUT(response) 10 s for the first
+# key of GET DATA (TIMEOUT(digit) 5 s after it), TIMEOUT(digit) 5 s for GET OPTION.
+_GET_DATA_DEFAULT_MS = 10_000
+_GET_OPTION_DEFAULT_MS = 5_000
+
+
+def _is_input_command(words: list[str]) -> bool:
+    upper = tuple(w.upper() for w in words)
+    return any(upper[: len(c)] == c for c in _INPUT_COMMANDS)
 
 
 async def read_environment(
@@ -274,12 +299,15 @@ class AGISession:
         """Send one command and return its ``200`` reply.
 
         ``510``/``511``/``520`` raise :class:`AGIInvalidCommand`/:class:`AGIDeadChannel`/
-        :class:`AGIUsageError`; no reply within ``timeout`` (default: the session's) raises
-        :class:`AGICommandTimeout` and closes the session. A second command while one is
-        outstanding is a programming error (``RuntimeError``). ``sensitive`` hides the result.
+        :class:`AGIUsageError`; no reply within ``timeout`` (default: the session's;
+        ``math.inf``: no limit) raises :class:`AGICommandTimeout` and closes the session. A second
+        command while one is outstanding is a programming error (``RuntimeError``).
+        ``sensitive`` hides the result; input commands (GET DATA, WAIT FOR DIGIT, GET OPTION,
+        STREAM FILE, SAY …) are always sensitive.
         """
         self._check_idle(command)
         line = format_command(command, *args)
+        sensitive = sensitive or _is_input_command(command.split())
         return await self._transact(line, command, timeout, sensitive)
 
     async def execute_line(
@@ -303,6 +331,7 @@ class AGISession:
             or len(line) > MAX_COMMAND_BYTES
         ):
             raise AGIArgumentError("a raw line must be one line ending in LF, without NUL")
+        sensitive = sensitive or _is_input_command(line.decode("latin-1").split())
         return await self._transact(line, name, timeout, sensitive)
 
     def _check_idle(self, name: str) -> None:
@@ -324,6 +353,8 @@ class AGISession:
                 f"{name}: the session is closed ({self._lost or 'closed'})", command=name
             )
         limit = self._command_timeout if timeout is None else timeout
+        if limit == math.inf:
+            limit = None
         pending = _Pending(asyncio.get_running_loop().create_future(), name)
         self._pending = pending
         try:
@@ -385,8 +416,20 @@ class AGISession:
         if self._hung_up:
             raise AGIHangup(f"{name}: the caller hung up", command=name)
 
-    async def _play(self, name: str, *args: str | int) -> PlayResult:
-        reply = await self.execute(name, *args, sensitive=True)
+    def _input_limit(self, wait_ms: int) -> float:
+        """The limit for a command that may wait ``wait_ms`` for the caller: the session's limit
+        (for the prompt and Asterisk itself) plus that wait; none for a wait without end (< 0)."""
+        if self._command_timeout is None or wait_ms < 0:
+            return math.inf
+        return self._command_timeout + wait_ms / 1000
+
+    async def _play(
+        self,
+        name: str,
+        *args: str | int,
+        timeout: float | None = None,  # noqa: ASYNC109 - as execute()
+    ) -> PlayResult:
+        reply = await self.execute(name, *args, timeout=timeout, sensitive=True)
         value = self._number(name, reply)
         endpos = reply.endpos or 0
         if value < 0:
@@ -419,7 +462,8 @@ class AGISession:
         args: list[str | int] = [file, _escape_digits(escape_digits)]
         if timeout_ms is not None:
             args.append(timeout_ms)
-        return await self._play("GET OPTION", *args)
+        wait = _GET_OPTION_DEFAULT_MS if timeout_ms is None else timeout_ms
+        return await self._play("GET OPTION", *args, timeout=self._input_limit(wait))
 
     async def say_digits(self, digits: str | int, escape_digits: str = "") -> PlayResult:
         """SAY DIGITS with Asterisk's own sounds (``endpos`` is 0)."""
@@ -435,8 +479,20 @@ class AGISession:
         return await self._play("SAY NUMBER", *args)
 
     async def get_data(self, file: str, timeout_ms: int, max_digits: int) -> DataResult:
-        """GET DATA: plays ``file`` and collects keys until ``#``, ``max_digits`` or the timeout."""
-        reply = await self.execute("GET DATA", file, timeout_ms, max_digits, sensitive=True)
+        """GET DATA: plays ``file`` and collects keys until ``#``, ``max_digits`` or the timeout.
+
+        ``timeout_ms`` applies before each key (Asterisk restarts it), so the reply may take the
+        prompt plus ``timeout_ms × max_digits``; 0 is Asterisk's default, < 0 waits for ever."""
+        per_key = _GET_DATA_DEFAULT_MS if timeout_ms == 0 else timeout_ms
+        wait = per_key * max(max_digits, 1) if per_key >= 0 else -1
+        reply = await self.execute(
+            "GET DATA",
+            file,
+            timeout_ms,
+            max_digits,
+            timeout=self._input_limit(wait),
+            sensitive=True,
+        )
         if reply.result == "-1":
             self._io_failure("GET DATA")
             return DataResult("", failed=True)
@@ -447,7 +503,9 @@ class AGISession:
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         """WAIT FOR DIGIT: the key, or ``None`` on timeout. ``-1`` only comes with a hang-up:
         :class:`AGIHangup`."""
-        reply = await self.execute("WAIT FOR DIGIT", timeout_ms, sensitive=True)
+        reply = await self.execute(
+            "WAIT FOR DIGIT", timeout_ms, timeout=self._input_limit(timeout_ms), sensitive=True
+        )
         value = self._number("WAIT FOR DIGIT", reply)
         if value < 0:
             raise AGIHangup("WAIT FOR DIGIT: the caller hung up", command="WAIT FOR DIGIT")

@@ -14,6 +14,7 @@ from ivrpay.api import validation as v
 from ivrpay.config import Settings
 from ivrpay.store.states import ERROR_CATEGORIES, STEPS
 from ivrpay.store.states import WEBHOOK_TYPES as _store_webhook_types
+from ivrpay.store.webhooks import SIGNATURE_HEADER
 
 API_PREFIX = "/api/v1"
 
@@ -275,7 +276,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                         "tran_id": _nullable(_STR),
                         "tran_date": _nullable(_TIME),
                         "forward": _nullable(_STR),
-                        "card_seq": _nullable({"type": ["integer", "string"]}),
+                        "card_seq": _nullable({"type": "integer", "minimum": 0}),
                     },
                     required=(),
                 )
@@ -337,6 +338,26 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    webhook_event = {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "The body of every webhook delivery: the same bytes on every retry.",
+        "properties": {
+            "id": {
+                "type": "string",
+                "description": "The event id; also X-Ivrpay-Delivery. Deduplicate by it.",
+            },
+            "type": {"type": "string", "enum": list(WEBHOOK_TYPES)},
+            "sequence": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The payment's event sequence number: a larger one is newer.",
+            },
+            "created_at": _TIME,
+            "payment": _ref("Payment"),
+        },
+        "required": ["id", "type", "sequence", "created_at", "payment"],
+    }
     problem = {
         "type": "object",
         "description": "RFC 9457 problem details.",
@@ -364,6 +385,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "PaymentList": _obj(
             {"items": {"type": "array", "items": _ref("Payment")}, "next_cursor": _nullable(_STR)}
         ),
+        "WebhookEvent": webhook_event,
         "WebhookDelivery": delivery,
         "WebhookDeliveryList": _obj({"items": {"type": "array", "items": _ref("WebhookDelivery")}}),
         "FieldError": _obj({"field": _STR, "message": _STR}),
@@ -460,6 +482,69 @@ def _action(name: str, summary: str, extra: dict[int, Any] | None = None) -> dic
     }
 
 
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _webhooks(settings: Settings) -> dict[str, Any]:
+    """The events ivrpay POSTs to a client's webhook URL (OpenAPI 3.1 ``webhooks``)."""
+    backoff = settings.webhook_backoff_s
+    schedule = ", ".join(_seconds(b) for b in backoff[:-1])
+    retries = (
+        f"Anything but a 2xx answer (or none) is retried after {schedule}, then every "
+        f"{_seconds(backoff[-1])}, for {_seconds(settings.retry_horizon_s)} after the event; "
+        "every attempt is listed at /api/v1/webhook-deliveries."
+    )
+    out: dict[str, Any] = {}
+    for name in WEBHOOK_TYPES:
+        out[name] = {
+            "post": {
+                "operationId": "webhook_" + name.replace(".", "_"),
+                "summary": f"The payment event {name}, sent to the API client's webhook URL.",
+                "description": retries,
+                "security": [],
+                "parameters": [
+                    {
+                        "name": SIGNATURE_HEADER,
+                        "in": "header",
+                        "required": True,
+                        "description": 'Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body"> '
+                        "keyed with the client's webhook secret; check it and the age of t.",
+                        "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"},
+                    },
+                    {
+                        "name": "X-Ivrpay-Event",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "const": name},
+                    },
+                    {
+                        "name": "X-Ivrpay-Delivery",
+                        "in": "header",
+                        "required": True,
+                        "description": "The event id (the body's id), the same on every retry.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "allOf": [
+                                    _ref("WebhookEvent"),
+                                    {"properties": {"type": {"const": name}}},
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {"2XX": {"description": "Received; not sent again."}},
+            }
+        }
+    return out
+
+
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document for these settings."""
     p = API_PREFIX
@@ -503,7 +588,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     {
                         "name": "cursor",
                         "in": "query",
-                        "description": "next_cursor of the previous page.",
+                        "description": "next_cursor of the previous page. It carries that "
+                        "page's filters (updated_since and its holdback included): send it alone "
+                        "or with the same filters; other filters are refused (422).",
                         "schema": {"type": "string"},
                     },
                     {
@@ -655,6 +742,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         },
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "paths": paths,
+        "webhooks": _webhooks(settings),
         "components": {
             "schemas": _schemas(settings),
             "securitySchemes": {

@@ -87,10 +87,8 @@ async def list_payments(request: web.Request) -> web.Response:
             limit=q.limit,
             holdback_s=settings.list_holdback_s,
         )
-    except store.InvalidCursor:
-        raise validation_failed(
-            [FieldError("cursor", "is not a cursor this API gave out")]
-        ) from None
+    except store.InvalidCursor as exc:
+        raise validation_failed([FieldError("cursor", str(exc))]) from None
     return json_response({"items": [payment_json(p) for p in items], "next_cursor": next_cursor})
 
 

@@ -73,7 +73,8 @@ class Problem(Exception):
 def problem_response(problem: Problem, instance: str | None = None) -> web.Response:
     return web.Response(
         status=problem.status,
-        text=json.dumps(problem.body(instance), ensure_ascii=False),
+        # Compact, as every other answer: an idempotent replay is then the same bytes.
+        text=json.dumps(problem.body(instance), ensure_ascii=False, separators=(",", ":")),
         content_type=PROBLEM_CONTENT_TYPE,
         headers=problem.headers,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from multidict import MultiMapping
@@ -355,9 +355,13 @@ def parse_rfc3339(text: str) -> datetime | None:
         frac = "." + frac[:6].ljust(6, "0")
     suffix = "+00:00" if zulu else ("+" if sign == " " else sign) + offset
     try:
-        return datetime.fromisoformat(f"{date}T{time}{frac}{suffix}")
-    except ValueError:
+        value = datetime.fromisoformat(f"{date}T{time}{frac}{suffix}")
+        # The instant must exist in UTC too (the database compares in UTC): 0001-01-01 at +01:00
+        # is the year 0 there.
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
+    return value
 
 
 def parse_list_query(query: MultiMapping[str]) -> ListQuery:

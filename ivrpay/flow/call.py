@@ -139,7 +139,7 @@ class Call:
             with contextlib.suppress(Exception):
                 await self._release(None)
             raise
-        await self._release(end)
+        end = await self._release(end)
         if end is None or self.channel.hung_up:
             self.log.info("call.hung_up", step=self._step)
             return None
@@ -163,6 +163,13 @@ class Call:
             if self.channel.hung_up:  # e.g. AGIEXITONHANGUP closed the socket
                 return None
             self.log.error("call.fault", error=type(exc).__name__, step=self._step)
+            return End("ERROR", [P.apology, P.connecting_back], payment_status="abandoned")
+        except Exception as exc:
+            # A bug of ours: the caller still hears an apology and goes back, and the claim is
+            # released rather than renewed for a call that is over. (Traceback without locals.)
+            if self.channel.hung_up:
+                return None
+            self.log.error("call.bug", error=type(exc).__name__, step=self._step, exc_info=True)
             return End("ERROR", [P.apology, P.connecting_back], payment_status="abandoned")
         finally:
             await self._finish_gateway_task()
@@ -268,21 +275,21 @@ class Call:
             outcome = await self._process()
             if outcome.ok:
                 return self._success_end()
+            # Left here: an input error, or a card that cannot be used (_process ends the others).
+            rejected = self._correctable(outcome)
             if not self._executions_left():
                 # No point keying the card again: no gateway execution would be allowed.
+                told = [] if rejected is not None else [P.declined]
                 raise End(
                     "FAILED",
-                    [P.too_many_attempts, P.input_failed, P.connecting_back],
+                    [*told, P.too_many_attempts, P.input_failed, P.connecting_back],
                     payment_status="failed",
                     error=dict(TOO_MANY_ATTEMPTS),
                 )
-            if outcome.kind == "input" and outcome.field in _BY_NAME:
-                lead = [_GATEWAY_INPUT_PROMPT[outcome.field]]
-                continue
-            if outcome.kind == "declined":
+            if rejected is not None:
+                lead = [_GATEWAY_INPUT_PROMPT[rejected.name]]
+            else:
                 await self._after_decline()
-                continue
-            raise AssertionError(outcome.kind)  # _process ends the call on the others
 
     async def _greet(self) -> str | None:
         """Step 1: welcome and the amount. A key pressed meanwhile begins the card number."""
@@ -382,10 +389,12 @@ class Call:
             raise End("OPERATOR", [P.connecting_operator], payment_status="abandoned")
         return choice == "1"
 
-    async def _choice(self, prompts: list[str], name: str) -> str | None:
-        """A one-key choice of 1 or 2 (None once its attempts are used up); ``0`` is the
-        operator; silence and other keys use attempts."""
-        lead: list[str] = []
+    async def _choice(
+        self, prompts: list[str], name: str, lead: list[str] | None = None
+    ) -> str | None:
+        """A one-key choice of 1 or 2 (None once its attempts are used up), after ``lead`` the
+        first time; ``0`` is the operator; silence and other keys use attempts."""
+        lead = lead or []
         used = 0
         while True:
             entry = await self.voice.read([*lead, *prompts], 1)
@@ -405,17 +414,18 @@ class Call:
 
     def _executions_left(self) -> bool:
         """Whether another gateway execution is allowed, per payment and per call (Limits)."""
-        s = self.settings
-        per_payment = len(self._p.get("executions") or [])
-        return per_payment < s.max_executions_per_payment and (
-            self._call_executions < s.max_executions_per_call
-        )
+        per_call = self._call_executions < self.settings.max_executions_per_call
+        return per_call and self._payment_executions_left()
+
+    def _payment_executions_left(self) -> bool:
+        executions = len(self._p.get("executions") or [])
+        return executions < self.settings.max_executions_per_payment
 
     async def _after_decline(self) -> None:
-        """ "This card cannot be used" was said; another card (1) or the operator (2, or no
-        choice made): then the payment ends failed with the gateway's code."""
+        """ "This card cannot be used" (a key may stop it), then another card (1) or the
+        operator (2, or no choice made): then the payment ends failed with the gateway's code."""
         self.card.wipe()
-        if await self._choice([P.declined_options], "result") != "1":
+        if await self._choice([P.declined_options], "result", lead=[P.declined]) != "1":
             raise End(
                 "FAILED",
                 [P.connecting_back],
@@ -431,6 +441,8 @@ class Call:
         hangs up or the call is cancelled, and it wipes the card data when the gateway answers.
         """
         await self._progress("processing")
+        # Said before the attempt is stored: a caller who hangs up now has used no execution.
+        await self.voice.say([P.please_wait])
         try:
             order_id = await store.start_execution(
                 self.deps.pool,
@@ -445,12 +457,11 @@ class Call:
         except store.PaymentCanceled:
             raise End("CANCELED", [P.canceled, P.connecting_back]) from None
         self._call_executions += 1
-        await self.voice.say([P.please_wait])
-        await self.channel.set_music(True)
         result: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.gateway_task = asyncio.create_task(self._gateway_work(order_id, result))
         self.deps.tasks.add(self.gateway_task)
         self.gateway_task.add_done_callback(self.deps.tasks.discard)
+        await self.channel.set_music(True)
         await asyncio.shield(self.gateway_task)
         outcome = result.result()
         await self.channel.set_music(False)
@@ -479,8 +490,9 @@ class Call:
                 pool, pid, token, order_id=order_id, now=self.deps.clock()
             )
             outcome = await gw.register(p["member_id"], self.card)
+            card = self._wipe_after(outcome)
             await self._record_call(outcome, order_id)
-            return await self._record_result(order_id, outcome, registration=outcome)
+            return await self._record_result(order_id, outcome, card, registration=outcome)
         amount = None if p["job"] == "CHECK" else p["amount"]
         entry = await gw.open_transaction(order_id, p["job"], amount, p["tax"] or None)
         await self._record_call(entry, order_id)
@@ -508,32 +520,34 @@ class Call:
         )
         await self._record_call(executed, order_id)
         outcome = await gw.settle_exec(executed)
+        card = self._wipe_after(outcome)  # storing a charged card (TradedCard) needs no digits
         registration = None
         if outcome.ok and p["operation"] == "charge_and_register":
             registration = await gw.store_traded_card(order_id, p["member_id"])
             await self._record_call(registration, order_id)
-        return await self._record_result(order_id, outcome, registration=registration)
+        return await self._record_result(order_id, outcome, card, registration=registration)
 
     async def _record_result(
-        self, order_id: str, outcome: Outcome, registration: Outcome | None = None
+        self,
+        order_id: str,
+        outcome: Outcome,
+        card: dict[str, Any],
+        registration: Outcome | None = None,
     ) -> Outcome:
-        """Write the gateway's answer to the payment; wipe what the caller must key again."""
+        """Write the gateway's answer to the payment (``card``: brand and last 4 only)."""
         kind = outcome.kind
-        card = {"brand": self.card.brand, "last4": self.card.last4 or outcome.card_last4}
         error = None if outcome.ok else _error_of(outcome)
         if outcome.ok:
             status = "succeeded"
-        elif kind == "input" and outcome.field in _BY_NAME:
-            f = _BY_NAME[outcome.field]
+        elif (f := self._correctable(outcome)) is not None:
             used = self.attempts.get(f.name, 0) + 1
             status = "failed" if used >= self.settings.attempts else "in_call"
-        elif kind == "declined":
-            status = "in_call"
+        elif kind in ("declined", "input"):
+            status = "in_call"  # the caller may try another card
         elif kind == "unknown":
             status = "unknown"
         else:
             status = "failed"
-        self._wipe_after(outcome)
         self._step = "result"
         result = None
         if outcome.ok:
@@ -587,17 +601,27 @@ class Call:
         self.token = None  # the claim is over
         return _as_system(outcome)
 
-    def _wipe_after(self, outcome: Outcome) -> None:
+    def _wipe_after(self, outcome: Outcome) -> dict[str, Any]:
         """The gateway has answered: only a rejected field is kept out of the holder, to be
-        keyed again; any other answer ends the use of this card."""
-        if outcome.kind == "input" and outcome.field == "card_number":
+        keyed again; any other answer ends the use of this card. The card as it may be stored
+        (brand, last 4), taken before the wipe."""
+        card = {"brand": self.card.brand, "last4": self.card.last4 or outcome.card_last4}
+        rejected = self._correctable(outcome)
+        if rejected is CARD_NUMBER:
             self.card.wipe_number()
-        elif outcome.kind == "input" and outcome.field == "expiry":
+        elif rejected is EXPIRY:
             self.card.wipe_expiry()
-        elif outcome.kind == "input" and outcome.field == "security_code":
+        elif rejected is SECURITY_CODE:
             self.card.wipe_security_code()
         else:
             self.card.wipe()
+        return card
+
+    def _correctable(self, outcome: Outcome) -> _Field | None:
+        """The field a gateway input error sends the caller back to: one this call asks for.
+        The others (a security code switched off or not asked) make the card unusable here."""
+        f = _BY_NAME.get(outcome.field or "") if outcome.kind == "input" else None
+        return f if f in self._fields() else None
 
     async def _record_call(self, outcome: Outcome, order_id: str) -> None:
         await store.record_gateway_call(
@@ -617,13 +641,12 @@ class Call:
         kind = outcome.kind
         if outcome.ok:
             return outcome
-        if kind == "input" and outcome.field in _BY_NAME:
-            f = _BY_NAME[outcome.field]
-            await self._use_attempt(f, error=self._last_error)
+        rejected = self._correctable(outcome)
+        if rejected is not None:
+            await self._use_attempt(rejected, error=self._last_error)
             return outcome
-        if kind == "declined":
-            await self.voice.say([P.declined])
-            return outcome
+        if kind in ("declined", "input"):
+            return outcome  # "this card cannot be used" leads the choice that follows
         if kind == "unknown":
             raise End("UNKNOWN", [P.unknown_outcome, P.connecting_back])
         raise End("ERROR", [P.system_error, P.connecting_back])
@@ -674,14 +697,19 @@ class Call:
         if snapshot.get("cancel_requested") and snapshot.get("status") == "in_call":
             raise End("CANCELED", [P.canceled, P.connecting_back], payment_status="canceled")
 
-    async def _release(self, end: End | None) -> None:
-        """End the claim: an ``in_call`` payment ends abandoned/failed/canceled as ``end`` says.
+    async def _release(self, end: End | None) -> End | None:
+        """End the claim: an ``in_call`` payment ends abandoned/failed/canceled as ``end`` says;
+        how the call ends, which a cancel requested meanwhile turns into ``CANCELED``.
 
         After a hang-up the step the caller left at stays on the payment; otherwise it is done.
         """
         if self.token is None or self.payment is None:
-            return
+            return end
         status = "abandoned" if end is None or end.payment_status is None else end.payment_status
+        error = None if end is None else end.error
+        if end is None and not self._payment_executions_left():
+            # The caller left after the last execution allowed: no call can take it up again.
+            status, error = "failed", dict(TOO_MANY_ATTEMPTS)
         token = self.token
         try:
             self.payment = await store.end_call(
@@ -690,7 +718,7 @@ class Call:
                 self.token,
                 now=self.deps.clock(),
                 status=status,
-                error=None if end is None else end.error,
+                error=error,
                 step=self._step if end is None else "done",
             )
         except (store.LeaseLost, store.InvalidTransition) as exc:
@@ -702,6 +730,10 @@ class Call:
             # No longer renewed: a claim not released lapses and the sweep resolves it.
             self.deps.live_tokens.discard(token)
         self.token = None
+        if end is not None and end.status != "CANCELED" and self._p["status"] == "canceled":
+            # The store let the recorded cancel win over the operator or a failure: say so.
+            return End("CANCELED", [P.canceled, P.connecting_back])
+        return end
 
     async def _tell(self, end: End) -> None:
         """Set the variables the dialplan reads, then say the last words."""

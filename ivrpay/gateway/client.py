@@ -40,6 +40,7 @@ from ivrpay.gateway.codec import (
     Endpoint,
     MalformedAnswer,
     check_string,
+    client_field_problem,
     decode_answer,
     encode_request,
     masked,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 JobCd = Literal["CHECK", "CAPTURE", "AUTH", "SAUTH"]
+ENTRY_JOBS = frozenset({"CHECK", "CAPTURE", "AUTH", "SAUTH"})
 
 EXECUTED_STATUSES = frozenset({"CAPTURE", "AUTH", "SAUTH", "CHECK", "SALES"})
 NOT_EXECUTED_STATUSES = frozenset({"UNPROCESSED", "AUTHENTICATED"})
@@ -78,12 +80,28 @@ class _Try:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    # ASCII only: ``str.isdigit`` also takes ``①``, which ``int`` rejects with an exception.
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _last4(card_no: str | None) -> str | None:
     digits = re.sub(r"\D", "", card_no or "")
     return digits[-4:] if len(digits) >= 4 else None
+
+
+def _differs(trade: Outcome, job_cd: str, amount: int | None, tax: int | None) -> str | None:
+    """Which of JobCd / amount / tax of a SearchTrade answer is not what EntryTran asked for
+    (a value the answer leaves out, or a JobCd that is no entry job, is not held against it:
+    the gateway's exact answer for an unexecuted order is not published)."""
+    if not trade.ok:
+        return None
+    if trade.job_cd in ENTRY_JOBS and trade.job_cd != job_cd:
+        return "job"
+    if trade.amount is not None and trade.amount != (amount or 0):
+        return "amount"
+    if trade.tax is not None and trade.tax != (tax or 0):
+        return "tax"
+    return None
 
 
 def _aware(moment: datetime) -> datetime:
@@ -403,6 +421,13 @@ class GatewayClient:
             "SecurityCode": card.reveal_security_code(),
         }
         for i, value in enumerate(client_fields[:3], start=1):
+            problem = client_field_problem(value)
+            if problem:
+                out = Outcome(
+                    "ExecTran", "system", message=f"ClientField{i}: {problem}", order_id=order_id
+                )
+                self._log(ENDPOINTS["ExecTran"], out, None, order_id)
+                return out
             params[f"ClientField{i}"] = value
         out, ans = await self._call("ExecTran", params, order_id=order_id)
         return self._read_exec(out, ans, order_id, card.last4)
@@ -714,7 +739,8 @@ class GatewayClient:
     ) -> Outcome:
         """EntryTran as the call needs it: an answer lost after sending is recovered by resending
         the same OrderID and, on ``E01040010``, reading AccessID/AccessPass back by SearchTrade
-        (``reconciled``). Anything but ``ok`` means ExecTran must not be sent; nothing was charged,
+        (``reconciled``) when that order is ``UNPROCESSED`` with the JobCd, amount and tax asked
+        for. Anything but ``ok`` means ExecTran must not be sent; nothing was charged,
         so a twice-lost answer is reported as ``system``. ``E01040010`` on the first send stays a
         system error: that OrderID was never ours."""
         entry = await self.entry_tran(order_id, job_cd, amount, tax)
@@ -724,6 +750,12 @@ class GatewayClient:
         again = await self.entry_tran(order_id, job_cd, amount, tax)
         if again.kind == "system" and again.err_code == errors.ORDER_ID_USED:
             trade = await self.search_trade(order_id)
+            differs = _differs(trade, job_cd, amount, tax)
+            if differs:
+                # Not the transaction we asked for: ExecTran on it would charge something else.
+                return dataclasses.replace(
+                    again, message=f"EntryTran not recoverable: the order's {differs} differs"
+                )
             if trade.ok and trade.status == "UNPROCESSED" and trade.access_id and trade.access_pass:
                 return dataclasses.replace(
                     again,
@@ -883,8 +915,9 @@ class GatewayClient:
     ) -> Outcome:
         """SaveMember when missing, SearchCard (the list before), then ``send`` (SaveCard or
         TradedCard) at most twice: an unknown outcome is settled by SearchCard against the list
-        before (a new card, ending in ``last4`` when given), and only sent again when none is
-        there (a stored card moves no money)."""
+        before (a new card, ending in ``last4`` when given), and only sent again when SearchCard
+        shows none is there (a stored card moves no money); when SearchCard cannot be read the
+        outcome stays ``unknown`` rather than risk storing the card twice."""
         member = await self._ensure_member(member_id, member_name)
         if not member.ok:
             return member
@@ -896,7 +929,7 @@ class GatewayClient:
             sent = await send()
             if sent.kind != "unknown":
                 return sent
-            found = await self._new_card(member_id, before, last4)
+            looked, found = await self._new_card(member_id, before, last4)
             if found is not None:
                 return dataclasses.replace(
                     sent,
@@ -906,6 +939,9 @@ class GatewayClient:
                     card_seq=found.card_seq,
                     card_last4=found.last4,
                 )
+            if not looked:
+                # Stored or not, nobody can tell: sending again could store the card twice.
+                return sent
         assert sent is not None
         return sent
 
@@ -933,16 +969,17 @@ class GatewayClient:
 
     async def _new_card(
         self, member_id: str, before: set[int], last4: str | None
-    ) -> StoredCard | None:
+    ) -> tuple[bool, StoredCard | None]:
+        """``(looked, card)``: whether SearchCard could be read, and the new card if any."""
         listed = await self.search_card(member_id)
         if not listed.ok:
-            return None
+            return listed.err_code == errors.CARD_NOT_FOUND, None
         fresh = [
             c
             for c in listed.cards
             if c.card_seq not in before and not c.deleted and (last4 is None or c.last4 == last4)
         ]
-        return max(fresh, key=lambda c: c.card_seq) if fresh else None
+        return True, max(fresh, key=lambda c: c.card_seq) if fresh else None
 
     async def void(self, order_id: str) -> Outcome:
         """Cancel a transaction (AlterTran VOID). Idempotent: an order already VOID is ok."""

@@ -170,6 +170,24 @@ def byte_length(value: str) -> int:
     return len(value.encode(ENCODING, "replace"))
 
 
+CLIENT_FIELD_MAX_BYTES = 100
+CLIENT_FIELD_FORBIDDEN = frozenset("{}|^`~&<>\"'")
+
+
+def client_field_problem(value: str) -> str | None:
+    """Why the gateway would refuse this ClientField value (None: it would not). The reason never
+    quotes the value."""
+    try:
+        size = len(value.encode(ENCODING))
+    except UnicodeEncodeError:
+        return "not representable in cp932"
+    if size > CLIENT_FIELD_MAX_BYTES:
+        return f"longer than {CLIENT_FIELD_MAX_BYTES} bytes"
+    if any(ch in CLIENT_FIELD_FORBIDDEN for ch in value):
+        return "holds a character the gateway refuses ({}|^`~&<>\"')"
+    return None
+
+
 # -- answers -------------------------------------------------------------------------------------
 _KEYLIKE = re.compile(r"[A-Z][A-Za-z0-9]{0,39}")
 

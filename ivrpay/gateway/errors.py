@@ -99,8 +99,7 @@ PREFIXES: tuple[tuple[str, Rule], ...] = (
     ("E01190", _input("security_code", _CODE)),
     ("E01460", _input("security_code", _CODE)),
     ("E61", Rule("system", None, "merchant contract or configuration error")),
-    ("E82", Rule("busy", None, "gateway busy")),
-    ("E92", Rule("busy", None, "gateway busy")),
+    # No E82/E92 prefixes: only the listed codes are busy, other unlisted codes are system.
     ("E90", Rule("unknown", None, "gateway processing, outcome unknown")),
     ("E91", Rule("unknown", None, "gateway system error, outcome unknown")),
     ("42C", Rule("unknown", None, "card network communication failure")),

@@ -227,7 +227,7 @@ def build_app(gateway: _Gateway) -> web.Application:
 
 class Sandbox:
     """A running sandbox gateway: ``url`` (base, for the client), ``state`` (read it, do not
-    change it), ``faults``; :meth:`stop` ends it."""
+    change it), ``faults``, ``expected_double_charges``; :meth:`stop` ends it."""
 
     def __init__(self, runner: web.AppRunner, gateway: _Gateway, url: str) -> None:
         self._runner = runner
@@ -235,6 +235,8 @@ class Sandbox:
         self.url = url
         self.state = gateway.state
         self.faults = gateway.faults
+        # Payments (OrderID families) a test double-charges on purpose; any other is a failure.
+        self.expected_double_charges: set[str] = set()
 
     def add_fault(self, endpoint: str, kind: str, count: int = 1) -> None:
         """As ``POST /_sandbox/faults``, for tests in the same process."""

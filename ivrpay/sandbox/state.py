@@ -50,6 +50,7 @@ ALTER_FROM = {
     "SALES": ("AUTH", "SAUTH"),
 }
 MAX_CARDS = 5
+_CLIENT_FIELD_FORBIDDEN = frozenset("{}|^`~&<>\"'")  # gmo-pg.md: never in a ClientField
 FORWARD = "2a99661"
 
 Pairs = list[tuple[str, str]]
@@ -128,6 +129,15 @@ def error_pairs(*infos: str) -> Pairs:
 
 def _cp932_len(value: str) -> int:
     return len(value.encode("cp932", "replace"))
+
+
+def _digits(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes ``①`` or ``１``, which ``int`` then rejects."""
+    return value.isascii() and value.isdigit()
+
+
+def _alnum(value: str) -> bool:
+    return value.isascii() and value.isalnum()
 
 
 def family(order_id: str) -> str:
@@ -232,17 +242,19 @@ class SandboxState:
         shop_id, shop_pass = p.get("ShopID", ""), p.get("ShopPass", "")
         if not shop_id:
             errs.add("E01010001")
-        elif len(shop_id) > 13 or not shop_id.isalnum():
+        elif _cp932_len(shop_id) > 13 or not _alnum(shop_id):
             errs.add("E01010008")
         if not shop_pass:
             errs.add("E01020001")
-        elif len(shop_pass) > 10 or not shop_pass.isalnum():
+        elif _cp932_len(shop_pass) > 10 or not _alnum(shop_pass):
             errs.add("E01020008")
 
     @staticmethod
     def _site(p: Mapping[str, str], errs: _Errors) -> None:
-        # Any site is accepted, but it must be named (E01190… is kept for the security code).
-        if not p.get("SiteID") or not p.get("SitePass"):
+        # Any site is accepted, but it must be named and within SiteID ≤ 13, SitePass ≤ 20 bytes
+        # (E01190… is kept for the security code, as the spec has it).
+        site_id, site_pass = p.get("SiteID", ""), p.get("SitePass", "")
+        if not site_id or not site_pass or _cp932_len(site_id) > 13 or _cp932_len(site_pass) > 20:
             errs.add("E01210002")
 
     @staticmethod
@@ -250,7 +262,7 @@ class SandboxState:
         member_id = p.get("MemberID", "")
         if not member_id:
             errs.add("E01220001")
-        elif len(member_id) > 60:
+        elif _cp932_len(member_id) > 60:
             errs.add("E01220005")
         elif not re.fullmatch(r"[A-Za-z0-9_.@-]+", member_id):
             errs.add("E01220008")
@@ -260,7 +272,7 @@ class SandboxState:
         number, expire = p.get("CardNo", ""), p.get("Expire", "")
         if not number:
             errs.add("E01170001")
-        elif not number.isdigit():
+        elif not _digits(number):
             errs.add("E01170006")
         elif not 10 <= len(number) <= 16:
             errs.add("E01170011")
@@ -268,7 +280,7 @@ class SandboxState:
             errs.add("E01180001")
         elif len(expire) != 4:
             errs.add("E01180003")
-        elif not expire.isdigit():
+        elif not _digits(expire):
             errs.add("E01180006")
         elif not 1 <= int(expire[2:]) <= 12:
             errs.add("E01180008")
@@ -278,7 +290,7 @@ class SandboxState:
     @staticmethod
     def _security_code(p: Mapping[str, str], errs: _Errors) -> None:
         code = p.get("SecurityCode")
-        if code and (not code.isdigit() or len(code) not in (3, 4)):
+        if code and (not _digits(code) or len(code) not in (3, 4)):
             errs.add("E01460008")
 
     def _card_checks(self, number: str, expire: str, code: str | None) -> str | None:
@@ -314,7 +326,7 @@ class SandboxState:
             if missing:
                 errs.add(missing)
             return 0
-        if not value.isdigit():
+        if not _digits(value):
             errs.add(f"{prefix}006")
             return 0
         if len(value) > 7:
@@ -381,10 +393,11 @@ class SandboxState:
         elif method in ("2", "4"):
             if not pay_times:
                 errs.add("E01270001")
-            elif not pay_times.isdigit():
+            elif not _digits(pay_times):
                 errs.add("E01270006")
         for i, code in ((1, "E01320012"), (2, "E01330012"), (3, "E01340012")):
-            if _cp932_len(p.get(f"ClientField{i}", "")) > 100:
+            value = p.get(f"ClientField{i}", "")
+            if _cp932_len(value) > 100 or any(ch in _CLIENT_FIELD_FORBIDDEN for ch in value):
                 errs.add(code)
         stored = bool(p.get("MemberID") or p.get("CardSeq"))
         card: StoredCard | None = None
@@ -464,7 +477,7 @@ class SandboxState:
         if not seq:
             errs.add("E01230001")
             return None
-        if not seq.isdigit():
+        if not _digits(seq):
             errs.add("E01230006")
             return None
         for c in member.cards:
@@ -654,7 +667,7 @@ class SandboxState:
         if p.get("SeqMode", "0") not in ("0", "1"):
             errs.add("E01470008")
         seq = p.get("CardSeq", "")
-        if seq and not seq.isdigit():
+        if seq and not _digits(seq):
             errs.add("E01230006")
         if errs or member is None:
             return Reply(error_pairs(*errs.infos))

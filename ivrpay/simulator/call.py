@@ -170,6 +170,7 @@ class SimulatedCall:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._buf = bytearray()
+        self._split = False  # the last line read was cut at Asterisk's buffer length
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._done = asyncio.Event()
@@ -307,6 +308,7 @@ class SimulatedCall:
     async def _readline(self) -> bytes | None:
         """One command as Asterisk reads it: up to ``\\n`` or 2047 bytes; None at EOF."""
         assert self._reader is not None
+        self._split = False
         while True:
             i = self._buf.find(b"\n", 0, _MAX_COMMAND)
             if i >= 0:
@@ -316,6 +318,7 @@ class SimulatedCall:
             if len(self._buf) >= _MAX_COMMAND:
                 line = bytes(self._buf[:_MAX_COMMAND])
                 del self._buf[:_MAX_COMMAND]
+                self._split = True
                 self._line_error(line, "longer than 2046 bytes: Asterisk splits it in two commands")
                 return line
             chunk = await self._reader.read(65536)
@@ -339,6 +342,13 @@ class SimulatedCall:
             self.record.agistatus = "FAILURE"
             await self._end(Ending.SERVER_FAILURE)
             return
+        # The next command is already here before this one's reply: the server pipelines (the
+        # rest of a line cut at Asterisk's buffer length is no new command of the server's).
+        pipelined = bool(self._buf) and not self._split
+        if pipelined:
+            self.record.protocol_errors.append(
+                f"command {index + 1}: sent before the reply to command {index} (never pipeline)"
+            )
         argv = parse_args(text)
         spec: CommandSpec | None = find_command(argv)
         cmd = Command(index, line, text, argv, spec.name if spec else None)
@@ -348,7 +358,7 @@ class SimulatedCall:
             await self._run_hooks(cmd)
             if self._closed:
                 return
-            outcome = self._channel.execute(spec, argv, pipelined=bool(self._buf))
+            outcome = self._channel.execute(spec, argv, pipelined=pipelined)
         finally:
             self._running = None
             self._channel.running = False
@@ -428,7 +438,7 @@ class SimulatedCall:
 
     def _line_error(self, line: bytes, what: str, index: int | None = None) -> None:
         where = len(self.record.commands) if index is None else index
-        shown = mask_digits(line[:60].decode("latin-1"))
+        shown = mask_digits(line.decode("latin-1"))[:60]  # masked first: a cut hides no digits
         self.record.protocol_errors.append(f"command {where} {shown!r}: {what}")
 
 

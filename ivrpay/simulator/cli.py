@@ -102,9 +102,9 @@ def report(record: CallRecord, out: TextIO, *, checked_prompts: bool = True) -> 
         _emit(out, "(no variables set)")
     _emit(out, f"— call ended: {record.ended}, AGISTATUS={record.agistatus}")
     for path in record.missing_prompts:
-        _emit(out, f"! missing prompt: {path}")
+        _emit(out, f"! missing prompt: {mask_digits(path)}")
     for path in record.fallback_prompts:
-        _emit(out, f"! prompt not in the caller's language: {path}")
+        _emit(out, f"! prompt not in the caller's language: {mask_digits(path)}")
     if not checked_prompts:
         _emit(out, "! prompt files not checked (no sounds for this language)")
     for error in record.protocol_errors:

@@ -33,6 +33,13 @@ class Prompt:
     def wanted(self) -> str:
         return f"{self.language}/{self.file}"
 
+    def __repr__(self) -> str:  # "say digits N" is whatever the server said
+        return (
+            f"Prompt({mask_digits(self.file)!r}, {self.language!r}, {self.command!r}, "
+            f"missing={self.missing}, played_from={self.played_from!r}, "
+            f"interrupted={self.interrupted})"
+        )
+
 
 @dataclass(frozen=True)
 class KeyEntry:
@@ -103,11 +110,11 @@ class CallRecord:
         )
 
     def __repr__(self) -> str:
-        # A summary: replies and variables could carry digits a faulty server mishandled.
-        return (
+        # A summary, masked whole: prompts (SAY DIGITS …), variables and file names come from the
+        # server and could carry digits a faulty server mishandled.
+        return mask_digits(
             f"CallRecord(ended={self.ended}, agistatus={self.agistatus}, "
             f"commands={len(self.commands)}, prompts={[p.wanted for p in self.prompts]}, "
-            f"entries={[e.keys for e in self.entries]}, "
-            f"variables={mask_digits(repr(self.variables))}, "
+            f"entries={[e.keys for e in self.entries]}, variables={self.variables!r}, "
             f"protocol_errors={self.protocol_errors}, missing_prompts={self.missing_prompts})"
         )

@@ -48,7 +48,9 @@ Payments, API side (``ivrpay.store.payments``)
     list_payments(db, *, now, order_id=None, status=None, updated_since=None, cursor=None,
         limit=50, holdback_s=5.0, client_id=None) -> tuple[list[dict], str | None]
                                     ascending (updated_at, id); opaque next cursor or None;
-                                    with updated_since, rows updated after now - holdback_s wait
+                                    with updated_since, rows updated after now - holdback_s wait;
+                                    the cursor carries order_id/status/updated_since (a different
+                                    filter given with it: InvalidCursor)
     cancel_payment(db, payment_id, *, now, actor=None) -> tuple[str, dict]
                                     ("canceled" | "requested", snapshot); NotFound, Conflict
     settlement_action(snapshot, action) -> str      pure: "ok" | "already" | "conflict"
@@ -66,7 +68,8 @@ Payments, API side (``ivrpay.store.payments``)
                                     {seq, created_at, kind, status, step, data}, oldest first
     resolve_review(db, payment_id, *, status, actor, now, note=None) -> dict
                                     admin decision on a needs_review payment: unknown ->
-                                    succeeded|failed, audited
+                                    succeeded|failed, audited; succeeded marks the open attempt
+                                    succeeded (capture/void/refund use it)
 
 Payments, call side (``ivrpay.store.calls``) — token = the claim's lease token
     find_by_code(db, code, *, now) -> dict | None         latest payment holding the code

@@ -439,6 +439,25 @@ async def finish_execution(
     )
 
 
+async def close_unsent_executions(
+    conn: asyncpg.Connection,
+    pid: uuid.UUID,
+    outcome: str,
+    error: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """The call is over in ``in_call``: an attempt whose ExecTran was never sent (EntryTran
+    failed, the caller hung up, a cancel) gets the call's outcome, so no attempt stays open."""
+    await conn.execute(
+        """UPDATE executions SET outcome = $2, error = $3, finished_at = $4
+           WHERE payment_id = $1 AND outcome IS NULL AND sent_at IS NULL""",
+        pid,
+        outcome,
+        error,
+        now,
+    )
+
+
 async def change_or_explain(
     conn: asyncpg.Connection,
     payment_id: uuid.UUID,

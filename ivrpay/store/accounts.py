@@ -379,13 +379,21 @@ async def begin_idempotent(
             raise IdempotencyConflict(
                 "idempotency_in_progress", "a request with this Idempotency-Key is in progress"
             )
-        return {"status": row["response_status"], "body": row["response_body"]}
+        body = row["response_body"]
+        # Kept as its JSON text (see finish_idempotent); an answer stored as an object by an
+        # older version is still replayed.
+        if isinstance(body, str):
+            body = json.loads(body)
+        return {"status": row["response_status"], "body": body}
 
 
 async def finish_idempotent(
     db: Db, *, client_id: Any, key: str, status: int, body: Any, now: datetime
 ) -> None:
-    """Store the answer given (``body`` JSON-able; datetimes are kept as RFC 3339 strings)."""
+    """Store the answer given (``body`` JSON-able; datetimes are kept as RFC 3339 strings).
+
+    The body is kept as its JSON text (a JSON string in the jsonb column), not as a jsonb object,
+    which would reorder its keys: a replay is the first answer byte for byte."""
     aware(now)
     cid = parse_id(client_id)
     if cid is None:
@@ -398,7 +406,7 @@ async def finish_idempotent(
             cid,
             key,
             int(status),
-            json.loads(dumps(body)),
+            dumps(body),
         )
 
 

@@ -19,6 +19,7 @@ from ivrpay.store._core import (
     card_fields,
     change,
     change_or_explain,
+    close_unsent_executions,
     connection,
     error_value,
     finish_execution,
@@ -59,7 +60,9 @@ async def resolve_lapsed_leases(
             to_status: str | None = None
             if row["status"] == "in_call":
                 to_status = "canceled" if row["cancel_requested"] else "abandoned"
-                sets["error"] = {"code": "call_lost", "category": "system", "message": _CALL_LOST}
+                err = {"code": "call_lost", "category": "system", "message": _CALL_LOST}
+                sets["error"] = err
+                await close_unsent_executions(conn, row["id"], "system", err, now)
             elif row["status"] == "processing":
                 to_status = "unknown"
                 err = {"code": "call_lost", "category": "unknown", "message": _CALL_LOST}

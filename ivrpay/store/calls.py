@@ -23,6 +23,7 @@ from ivrpay.store._core import (
     card_fields,
     change,
     change_or_explain,
+    close_unsent_executions,
     connection,
     error_value,
     finish_execution,
@@ -245,6 +246,7 @@ async def _held(conn: Any, pid: uuid.UUID, tok: uuid.UUID) -> Any:
 
 
 async def _cancel_now(conn: Any, pid: uuid.UUID, tok: uuid.UUID, now: datetime) -> dict[str, Any]:
+    await close_unsent_executions(conn, pid, "canceled", None, now)
     snap = await change(
         conn, pid, now=now, kind="canceled", to_status="canceled", token=tok, data={"by": "api"}
     )
@@ -502,8 +504,10 @@ async def end_call(
                 raise InvalidTransition(current, target)
             if row["cancel_requested"]:
                 target = "canceled"
-            if error is not None:
-                sets["error"] = error_value(error)
+            err = error_value(error)
+            if err is not None:
+                sets["error"] = err
+            await close_unsent_executions(conn, pid, err["category"] if err else target, err, now)
             snap = await change(
                 conn, pid, now=now, kind="call_ended", to_status=target, token=tok, sets=sets
             )

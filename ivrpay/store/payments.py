@@ -8,7 +8,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,7 @@ from ivrpay.store._core import (
     connection,
     dumps,
     explain,
+    finish_execution,
     get_snapshot,
     lock_existing,
     parse_id,
@@ -177,21 +178,57 @@ async def get_payment_by_order_id(db: Db, order_id: str) -> dict[str, Any] | Non
         return None if row is None else (await snapshots(conn, [row]))[0]
 
 
-def _encode_cursor(updated_at: datetime, pid: uuid.UUID) -> str:
-    raw = json.dumps([updated_at.isoformat(), str(pid)]).encode()
+_CURSOR_FILTERS = ("order_id", "status", "updated_since")
+
+
+def _encode_cursor(updated_at: datetime, pid: uuid.UUID, query: Mapping[str, Any]) -> str:
+    """The position after (updated_at, id) *and* the query it pages: a client that follows
+    ``next_cursor`` alone gets the next page of the same filtered list (holdback included)."""
+    carried = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in query.items()}
+    raw = json.dumps([updated_at.isoformat(), str(pid), carried]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID, dict[str, Any] | None]:
+    """Position and carried query (``None`` for a cursor of the older, position-only form)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts, pid = json.loads(raw)
-        when = datetime.fromisoformat(ts)
-        if when.tzinfo is None:
+        ts, pid, *rest = json.loads(raw)
+        when = _instant(ts)
+        if len(rest) > 1:
             raise ValueError
-        return when, uuid.UUID(pid)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor("invalid cursor") from None
+        query: dict[str, Any] | None = None
+        if rest:
+            carried = rest[0]
+            if not isinstance(carried, dict) or set(carried) != set(_CURSOR_FILTERS):
+                raise ValueError
+            since = carried["updated_since"]
+            if since is not None:
+                since = _instant(since)
+            if carried["status"] is not None and carried["status"] not in STATUSES:
+                raise ValueError
+            if carried["order_id"] is not None and not isinstance(carried["order_id"], str):
+                raise ValueError
+            query = {**carried, "updated_since": since}
+        return when, uuid.UUID(pid), query
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ):
+        raise InvalidCursor("is not a cursor this API gave out") from None
+
+
+def _instant(text: Any) -> datetime:
+    """An aware datetime that exists in UTC (the database's range); ValueError otherwise."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("not aware")
+    when.astimezone(UTC)  # OverflowError outside years 1–9999 in UTC
+    return when
 
 
 async def list_payments(
@@ -210,8 +247,24 @@ async def list_payments(
 
     With ``updated_since``, rows updated in the last ``holdback_s`` before ``now`` are held back:
     a transaction that stamped an earlier time but commits late still shows up on the next poll.
+    The cursor carries the filters of the query it pages (``updated_since`` included, so the
+    holdback applies on every page): a filter given with a cursor must be the cursor's own, else
+    :class:`InvalidCursor`.
     """
     aware(now)
+    position: tuple[datetime, uuid.UUID] | None = None
+    if cursor:
+        after_ts, after_id, carried = _decode_cursor(cursor)
+        position = (after_ts, after_id)
+        if carried is not None:
+            given = {"order_id": order_id, "status": status, "updated_since": updated_since}
+            for name in _CURSOR_FILTERS:
+                if given[name] is not None and given[name] != carried[name]:
+                    raise InvalidCursor(
+                        "was made for another query: repeat its filters or leave them out"
+                    )
+            order_id, status = carried["order_id"], carried["status"]
+            updated_since = carried["updated_since"]
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}")
     limit = max(1, min(int(limit), 1000))
@@ -230,9 +283,8 @@ async def list_payments(
         aware(updated_since, "updated_since")
         conds.append(f"updated_at >= {a(updated_since)}")
         conds.append(f"updated_at < {a(now - seconds(holdback_s))}")
-    if cursor:
-        after_ts, after_id = _decode_cursor(cursor)
-        conds.append(f"(updated_at, id) > ({a(after_ts)}, {a(after_id)})")
+    if position is not None:
+        conds.append(f"(updated_at, id) > ({a(position[0])}, {a(position[1])})")
     async with connection(db) as conn:
         rows = await conn.fetch(
             f"SELECT * FROM payments WHERE {' AND '.join(conds)} "
@@ -244,7 +296,8 @@ async def list_payments(
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = _encode_cursor(last["updated_at"], last["id"])
+        query = {"order_id": order_id, "status": status, "updated_since": updated_since}
+        next_cursor = _encode_cursor(last["updated_at"], last["id"], query)
     return items, next_cursor
 
 
@@ -412,6 +465,9 @@ async def resolve_review(
         if status == "succeeded":
             sets["settlement"] = settlement_for(row["job"], row["operation"])
             sets["error"] = None
+            # The attempt whose outcome was unknown is the one that charged: capture, void and
+            # refund go through its AccessID (get_gateway_handle).
+            await finish_execution(conn, pid, row["current_order_id"], "succeeded", None, now)
         else:
             sets["error"] = {
                 "code": "review_failed",

@@ -51,7 +51,8 @@ async def _one_session(lines: list[bytes], close_early: bool) -> tuple[int, list
         try:
             await session.answer()
             await session.stream_file("ivrpay/welcome", "0123456789*#")
-            await session.get_data("ivrpay/enter_card", 500, 19)
+            # A silent peer costs command_timeout + 10 ms × 19 keys here (GET DATA's own limit).
+            await session.get_data("ivrpay/enter_card", 10, 19)
             await session.set_variable("IVRPAY_STATUS", "ERROR")
             await session.get_variable("CHANNEL(language)")
             await session.wait_for_digit(100)

@@ -458,3 +458,77 @@ async def test_close_while_a_command_is_outstanding(open_call: OpenCall) -> None
     with pytest.raises(AGIConnectionLost):
         await task
     await peer_sees_close(call.peer)
+
+
+# -- review findings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "raw"),
+    [
+        ("GET DATA", ("p", 6000, 4), None),
+        ("get data", ("p", 6000, 4), None),  # Asterisk matches command words in any case
+        ("WAIT FOR DIGIT", (100,), None),
+        ("GET OPTION", ("p", "1", 100), None),
+        ("STREAM FILE", ("p", "0123456789"), None),
+        ("SAY DIGITS", (12, "0123456789"), None),
+        ("CONTROL STREAM FILE", ("p", "1"), None),
+        ("RECEIVE TEXT", (100,), None),
+        ("GET DATA", (), b"GET DATA p 6000 4\n"),
+        ("GET DATA", (), b"Wait  For Digit 100\n"),
+    ],
+)
+async def test_input_commands_are_sensitive_whoever_sends_them(
+    open_call: OpenCall, command: str, args: tuple, raw: bytes | None
+) -> None:
+    """agi.md / product.md: results of input commands are marked sensitive *in the protocol
+    layer* — not only when a helper remembers to ask. An expiry or security code (4 or 3 digits)
+    would pass the card-number masker, so it must never reach a log line or a repr at all."""
+    with structlog.testing.capture_logs() as logs:
+        call = await open_call()
+        coro = (
+            call.session.execute(command, *args) if raw is None else call.session.execute_line(raw)
+        )
+        _, task = await exchange(call, coro, "200 result=1231 (timeout)")
+        reply = await task
+    assert reply.sensitive and reply.result == "1231"
+    assert "1231" not in repr(reply)
+    assert "1231" not in json.dumps(logs, default=str)
+
+
+@pytest.mark.parametrize(
+    ("helper", "limit"),
+    [("get_data", "0.05"), ("wait_for_digit", "0.04"), ("get_option", "0.04")],
+)
+async def test_input_commands_may_wait_as_long_as_the_caller_may(
+    open_call: OpenCall, helper: str, limit: str
+) -> None:
+    """agi.md "A command whose reply does not come within its timeout ends the session" — its
+    own timeout: GET DATA may legitimately take its prompt plus ``timeout × max digits`` (each
+    key restarts the wait), WAIT FOR DIGIT / GET OPTION their wait. A flat limit cut a slow
+    caller's 19-digit entry short (19 × 6 s > 120 s with a prompt) and dropped the call."""
+    call = await open_call(command_timeout=0.01)
+    s = call.session
+    coros = {
+        "get_data": lambda: s.get_data("p", 20, 2),  # 0.01 + 2 × 0.02
+        "wait_for_digit": lambda: s.wait_for_digit(30),  # 0.01 + 0.03
+        "get_option": lambda: s.get_option("p", "1", 30),  # 0.01 + 0.03
+    }
+    task = asyncio.create_task(coros[helper]())
+    await call.peer.recv()
+    with pytest.raises(AGICommandTimeout, match=rf"within {limit} s"):
+        await task
+
+
+async def test_an_endless_wait_for_digit_is_not_cut_by_the_default_limit(
+    open_call: OpenCall,
+) -> None:
+    """``WAIT FOR DIGIT -1`` blocks until a key by design: the default limit does not apply."""
+    call = await open_call(command_timeout=0.01)
+    task = asyncio.create_task(call.session.wait_for_digit(-1))
+    assert await call.peer.recv() == b"WAIT FOR DIGIT -1\n"
+    # Well past the 10 ms default the session is still open (a timeout would have aborted it).
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(call.peer.reader.read(1), 0.2)
+    await call.peer.send("200 result=50")
+    assert await task == "2"

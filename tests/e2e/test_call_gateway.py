@@ -3,11 +3,13 @@ call" steps 6–7, "Gateway use", "Errors on the payment", the sandbox test card
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 
+from ivrpay.card.holder import CardData
 from ivrpay.gateway import GatewayClient
 from ivrpay.sandbox.state import MAX_CARDS
 from ivrpay.workers import Loop, Reconciler, RegistrationRetrier
@@ -184,6 +186,22 @@ async def test_a_gateway_system_error_before_execution_charges_nothing(ivrpay: I
     assert after["error"]["category"] == "system"
     assert after["progress"]["step"] == "done"
     assert ivrpay.sandbox.state.executions(payment["order_id"]) == 0
+
+
+async def test_a_gateway_system_error_before_execution_is_recorded_on_the_attempt(
+    ivrpay: Ivrpay,
+) -> None:
+    """``executions`` tells the core system what became of each attempt: never ``null`` once
+    the call is over."""
+    payment = await ivrpay.create_payment(language="en")
+    ivrpay.sandbox.add_fault("EntryTran", "http500", 2)
+    record = await ivrpay.call(pay_keys(), code=payment["code"])
+
+    ended(record, "ERROR", payment)
+    after = await ivrpay.payment(payment["id"])
+    assert [(e["outcome"], (e["error"] or {}).get("category")) for e in after["executions"]] == [
+        ("system", "system")
+    ]
 
 
 class TestExecutionLimit:
@@ -393,3 +411,82 @@ class TestGatewayRejectsTheNumber:
         ]
         after = await ivrpay.payment(payment["id"])
         assert after["card"] == {"brand": "AMEX", "last4": "0005"}
+
+
+def _card_data_held() -> int:
+    """Card holders in this process that still hold a digit."""
+    return sum(1 for o in gc.get_objects() if isinstance(o, CardData) and not o.is_empty)
+
+
+async def test_the_card_is_wiped_once_the_charge_answered_before_the_card_is_stored(
+    ivrpay: Ivrpay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Card data rule: wiped when the gateway answered. TradedCard (the storage of a charged
+    card) needs no card data: none may still be held while it runs."""
+    seen: dict[str, int] = {}
+    state = ivrpay.sandbox.state
+    handle = state.handle
+
+    def observe(endpoint: str, params: Any) -> Any:
+        seen[endpoint] = _card_data_held()  # the sandbox answers in this process, synchronously
+        return handle(endpoint, params)
+
+    monkeypatch.setattr(state, "handle", observe)
+    payment = await ivrpay.create_payment(
+        language="en", operation="charge_and_register", member_id="member-5"
+    )
+    record = await ivrpay.call(pay_keys(), code=payment["code"])
+
+    ended(record, "SUCCEEDED", payment)
+    assert seen["ExecTran"] == 1  # the holder was full when the card went to the gateway
+    assert seen["TradedCard"] == 0
+    assert (await ivrpay.payment(payment["id"]))["registration"]["status"] == "succeeded"
+
+
+class TestAnInputErrorOnAFieldNotAsked:
+    """The security code is switched off, yet the gateway rejects it: the caller cannot key it
+    again, so the same card must not be sent again. The card cannot be used: another card or
+    the operator, as after a decline."""
+
+    @pytest.fixture
+    def e2e_overrides(self) -> dict[str, Any]:
+        return {"security_code": False, "worker_interval_s": 3600.0}
+
+    async def test_the_caller_is_offered_another_card(self, ivrpay: Ivrpay) -> None:
+        payment = await ivrpay.create_payment(language="en")
+        keys = ["4000000000000127#", EXPIRY, "1", "1", f"{VISA}#", EXPIRY, "1"]
+        record = await ivrpay.call(keys, code=payment["code"])
+
+        ended(record, "SUCCEEDED", payment)
+        prompts = heard(record)
+        first = prompts.index("please_wait")
+        assert prompts[first : first + 4] == [
+            "please_wait",
+            "declined",
+            "declined_options",
+            "enter_card",
+        ]
+        after = await ivrpay.payment(payment["id"])
+        assert after["status"] == "succeeded"
+        assert after["progress"]["attempts"] == {}
+        assert [(e["outcome"], (e["error"] or {}).get("code")) for e in after["executions"]] == [
+            ("input", "42G440000"),
+            ("succeeded", None),
+        ]
+
+    async def test_or_the_operator(self, ivrpay: Ivrpay) -> None:
+        payment = await ivrpay.create_payment(language="en")
+        record = await ivrpay.call(["4000000000000127#", EXPIRY, "1", "2"], code=payment["code"])
+
+        ended(record, "FAILED", payment)
+        assert heard(record)[-4:] == [
+            "please_wait",
+            "declined",
+            "declined_options",
+            "connecting_back",
+        ]
+        after = await ivrpay.payment(payment["id"])
+        assert after["status"] == "failed"
+        assert after["error"]["code"] == "42G440000"
+        assert after["error"]["category"] == "input"
+        assert len(after["executions"]) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,25 @@ async def test_a_hang_up_during_please_wait_sends_nothing(ivrpay: Ivrpay) -> Non
     assert after["progress"]["step"] == "processing"
     assert ivrpay.sandbox.state.orders(payment["order_id"]) == []
     assert all(e["outcome"] is None for e in after["executions"])
+    # Nothing went to the gateway: no execution to list, none used up.
+    assert after["executions"] == []
+
+
+async def test_hang_ups_during_please_wait_do_not_use_up_the_executions(ivrpay: Ivrpay) -> None:
+    payment = await ivrpay.create_payment(language="en")
+    for _ in range(ivrpay.settings.max_executions_per_payment):
+        record = await ivrpay.call(
+            pay_keys(), code=payment["code"], hang_up_at="STREAM FILE ivrpay/please_wait"
+        )
+        hung_up(record)
+
+    again = await ivrpay.call(pay_keys(), code=payment["code"])
+    assert again.variables["IVRPAY_STATUS"] == "SUCCEEDED", again
+    after = await ivrpay.payment(payment["id"])
+    assert after["status"] == "succeeded"
+    assert [(e["order_id"], e["outcome"]) for e in after["executions"]] == [
+        (f"{payment['order_id']}-01", "succeeded")
+    ]
 
 
 @pytest.mark.parametrize("exit_on_hangup", [False, True], ids=["sighup", "agiexitonhangup"])
@@ -180,3 +200,29 @@ async def test_a_missing_prompt_file_is_a_fault_not_a_hang_up(
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "abandoned"
     assert after["progress"]["step"] == "done"
+
+
+class TestAHangUpAfterTheLastExecution:
+    """The payment's last gateway execution was declined and the caller hung up before being
+    told: no call can take it up again, so it ends ``failed`` / ``too_many_attempts`` (Limits),
+    not ``abandoned`` (which tells the core system to transfer the caller again)."""
+
+    @pytest.fixture
+    def e2e_overrides(self) -> dict[str, Any]:
+        return {"max_executions_per_payment": 1}
+
+    @pytest.mark.parametrize("where", ["SET MUSIC ON", "SET MUSIC OFF"])
+    async def test_the_payment_fails_with_too_many_attempts(
+        self, ivrpay: Ivrpay, where: str
+    ) -> None:
+        payment = await ivrpay.create_payment(language="en")
+        keys = pay_keys("4000000000000002")
+        record = await ivrpay.call(keys, code=payment["code"], hang_up_at=where)
+
+        hung_up(record)
+        after = await ivrpay.payment(payment["id"])
+        assert after["status"] == "failed"
+        assert after["error"]["code"] == "too_many_attempts"
+        assert after["error"]["category"] == "declined"
+        assert [e["outcome"] for e in after["executions"]] == ["declined"]
+        assert after["call"]["ended_at"] is not None

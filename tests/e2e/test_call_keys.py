@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.callkit import EXPIRY, GREETING, VISA, confirm_prompts, ended, heard
+from tests.e2e.callkit import EXPIRY, GREETING, VISA, confirm_prompts, ended, heard, pay_keys
 from tests.e2e.conftest import Ivrpay
 
 
@@ -179,3 +179,20 @@ async def test_the_hash_after_a_keyed_code_stops_the_greeting_once(ivrpay: Ivrpa
     prompts = heard(record)
     assert prompts[: 2 + len(GREETING["en"])] == ["enter_code", "welcome", *GREETING["en"]]
     assert record.prompts[1].interrupted
+
+
+async def test_barge_in_during_the_decline_message(ivrpay: Ivrpay) -> None:
+    """ "This card cannot be used…" is an error prompt: a caller who already knows to press 1
+    for another card loses nothing."""
+    payment = await ivrpay.create_payment(language="en")
+    keys = ["4000000000000002#", EXPIRY, "123", "1", "~1", *pay_keys("5555555555554444")]
+    record = await ivrpay.call(keys, code=payment["code"])
+
+    ended(record, "SUCCEEDED", payment)
+    prompts = heard(record)
+    first = prompts.index("declined")
+    assert prompts[first : first + 2] == ["declined", "enter_card"]
+    assert [p.interrupted for p in record.prompts if p.file == "ivrpay/declined"] == [True]
+    after = await ivrpay.payment(payment["id"])
+    assert after["status"] == "succeeded"
+    assert [e["outcome"] for e in after["executions"]] == ["declined", "succeeded"]

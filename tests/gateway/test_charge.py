@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import aiohttp
 import pytest
 
 from ivrpay.gateway import GatewayClient
+from ivrpay.gateway.codec import ENDPOINTS, decode_answer, encode_request
 from ivrpay.sandbox import Sandbox
 from tests.support.gateway import (
     APPROVED_CARDS,
     DECLINED_CARDS,
     GATEWAY_TIMEOUT_CARD,
     LOST_ANSWER_CARD,
+    SHOP_ID,
+    SHOP_PASS,
     make_card,
     make_gateway_client,
 )
@@ -263,3 +267,44 @@ async def test_value_not_in_cp932_is_refused_without_sending(
     out = await gateway_client.save_member("m-1", "emoji \U0001f600")
     assert (out.kind, out.sent) == ("system", False) and "MemberName" in out.message
     assert sandbox.state.requests["SaveMember"] == 0
+
+
+@pytest.mark.parametrize("value", ["a&b", 'say "hi"', "x" * 101, "髙" * 51, "\U0001f600"])
+async def test_client_fields_the_gateway_refuses_are_not_sent(
+    gateway_client: GatewayClient, sandbox: Sandbox, value: str
+) -> None:
+    """ClientField1..3: ≤ 100 cp932 bytes, none of {}|^`~&<>"' (gmo-pg.md). Refused before
+    sending, naming the field only: nothing is executed, so the outcome is certain."""
+    entry = await gateway_client.entry_tran("CFC-01", "AUTH", 100)
+    assert entry.access_id and entry.access_pass
+    out = await gateway_client.exec_tran(
+        "CFC-01",
+        entry.access_id,
+        entry.access_pass,
+        make_card("4111111111111111"),
+        client_fields=("ok", value),
+    )
+    assert (out.kind, out.sent) == ("system", False)
+    assert "ClientField2" in out.message and value not in out.message
+    assert sandbox.state.requests["ExecTran"] == 0
+
+
+async def test_client_fields_are_sent_and_kept(
+    gateway_client: GatewayClient, sandbox: Sandbox
+) -> None:
+    entry = await gateway_client.entry_tran("CFC-03", "AUTH", 100)
+    assert entry.access_id and entry.access_pass
+    fields = ("髙橋 ①", "x" * 100, "a=b c")
+    out = await gateway_client.exec_tran(
+        "CFC-03",
+        entry.access_id,
+        entry.access_pass,
+        make_card("5555555555554444"),
+        client_fields=fields,
+    )
+    assert out.ok
+    body = encode_request({"ShopID": SHOP_ID, "ShopPass": SHOP_PASS, "OrderID": "CFC-03"})
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{sandbox.url}/payment/SearchTrade.idPass", data=body) as resp:
+            answer = decode_answer(await resp.read(), ENDPOINTS["SearchTrade"])
+    assert tuple(answer.fields[f"ClientField{i}"] for i in (1, 2, 3)) == fields

@@ -81,3 +81,11 @@ def test_an_error_answer_without_errinfo_is_unknown() -> None:
 def test_card_company_codes_are_recognised() -> None:
     assert is_card_company("42G020000") and is_card_company("42C010000")
     assert not is_card_company("E01090008") and not is_card_company("")
+
+
+@pytest.mark.parametrize("info", ["E92000003", "E92099999", "E82010002", "E82000001"])
+def test_unlisted_busy_class_codes_are_system(info: str) -> None:
+    """product.md "Gateway client shape": only the listed E82010001, E92000001 and E92000002 are
+    busy; every other unlisted code (not 42G/42C/E90/E91) is a system error, never retried."""
+    verdict = classify([("E92", info)])
+    assert (verdict.kind, verdict.code) == ("system", info)

@@ -232,3 +232,24 @@ async def test_settle_exec_leaves_a_fresh_unprocessed_unknown(
     )
     settled = await gateway_client.settle_exec(executed)
     assert settled.kind == "unknown" and settled is executed
+
+
+async def test_entry_recovery_refuses_an_order_that_is_not_the_one_sent(
+    gateway_client: GatewayClient, sandbox: Sandbox
+) -> None:
+    """E01040010 after a lost EntryTran "may be our own earlier attempt": SearchTrade must show
+    the transaction we asked for (JobCd, Amount, Tax), or ExecTran would charge another amount."""
+    assert (await gateway_client.entry_tran("MIS-01", "AUTH", 100)).ok  # someone else's
+    sandbox.add_fault("EntryTran", "http500", 1)  # ours is lost on the way: unknown
+    out = await gateway_client.open_transaction("MIS-01", "AUTH", 5000, 400)
+    assert (out.kind, out.err_code, out.access_id) == ("system", "E01040010", None)
+    assert "5000" not in out.message and "amount" in out.message
+    assert sandbox.state.requests["SearchTrade"] == 1
+    assert (await gateway_client.entry_tran("MIS-02", "CAPTURE", 100)).ok
+    sandbox.add_fault("EntryTran", "http500", 1)
+    other_job = await gateway_client.open_transaction("MIS-02", "AUTH", 100)
+    assert (other_job.kind, other_job.access_id) == ("system", None)
+    assert (await gateway_client.entry_tran("MIS-03", "AUTH", 100, 8)).ok
+    sandbox.add_fault("EntryTran", "http500", 1)
+    same = await gateway_client.open_transaction("MIS-03", "AUTH", 100, 8)
+    assert same.ok and same.reconciled and same.access_id

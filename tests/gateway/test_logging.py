@@ -45,7 +45,7 @@ async def test_every_card_and_fault_logs_no_card_data(
         for i, number in enumerate(TEST_CARD_NUMBERS):
             charged = await client.charge(f"LOG{i}-01", make_card(number), amount=100)
             stored = await client.charge_and_register(
-                f"LOG{i}-02", f"logm{i}", make_card(number), amount=100
+                f"LOGS{i}-01", f"logm{i}", make_card(number), amount=100
             )
             registered = await client.register(f"logr{i}", make_card(number, code=None))
             results += [charged, stored.charge, stored.registration, registered]

@@ -183,3 +183,38 @@ async def test_errors_never_carry_the_request(scripted_gateway: ScriptedGateway)
     scripted_gateway.script("ExecTran", b"<html>" + VISA.encode() + b"</html>", 500, "text/html")
     out = await _exec(scripted_gateway)
     assert VISA not in repr(out) and VISA not in out.message  # type: ignore[attr-defined]
+
+
+async def test_digits_other_than_ascii_in_answers_never_raise(
+    scripted_gateway: ScriptedGateway,
+) -> None:
+    """``①`` passes ``str.isdigit`` but not ``int``: an odd answer is read, never an exception."""
+    scripted_gateway.script(
+        "SearchTrade", "OrderID=M-05&Status=UNPROCESSED&Amount=1①&Tax=②&AccessID=a&AccessPass=b"
+    )
+    scripted_gateway.script("SaveCard", "CardSeq=①&CardNo=*1111&Forward=2a99661")
+    scripted_gateway.script("SearchCard", "CardSeq=0|①&CardNo=*1111|*2222")
+    async with _client(scripted_gateway) as client:
+        trade = await client.search_trade("M-05")
+        saved = await client.save_card("m", make_card(VISA, code=None))
+        listed = await client.search_card("m")
+    assert trade.ok and (trade.amount, trade.tax) == (None, None)
+    assert saved.kind == "unknown" and "CardSeq" in saved.message  # a store that may have happened
+    assert listed.kind == "system" and "CardSeq" in listed.message
+
+
+async def test_save_card_unknown_is_not_resent_when_search_card_cannot_tell(
+    scripted_gateway: ScriptedGateway,
+) -> None:
+    """product.md: a SaveCard timeout is reconciled by SearchCard against the list read before.
+    When that SearchCard fails, nobody knows whether the card was stored: sending SaveCard again
+    could store it twice, so the outcome stays unknown."""
+    scripted_gateway.script("SearchMember", "MemberID=m6&MemberName=&DeleteFlag=0")
+    scripted_gateway.script("SearchCard", "ErrCode=E01&ErrInfo=E01240002")  # the list before
+    scripted_gateway.script("SaveCard", b"<html>502</html>", 502, "text/html")  # may be stored
+    scripted_gateway.script("SearchCard", b"<html>503</html>", 503, "text/html")  # cannot look
+    scripted_gateway.script("SaveCard", "CardSeq=1&CardNo=*1111&Forward=2a99661")  # must not go
+    async with _client(scripted_gateway) as client:
+        out = await client.register("m6", make_card(VISA, code=None))
+    assert out.kind == "unknown" and out.card_seq is None
+    assert [name for name, _ in scripted_gateway.requests].count("SaveCard") == 1

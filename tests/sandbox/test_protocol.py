@@ -325,11 +325,29 @@ async def test_search_trade(raw: Raw) -> None:
 
 
 async def test_answers_keep_ampersands_in_values(raw: Raw) -> None:
-    await raw.charge("S-04", ClientField1="a&b=c")
+    # ClientField may not hold ``&`` (gmo-pg.md); free-text names may, and come back verbatim.
+    await raw.charge("S-04", ClientField1="a b=c")
     status, body, _ = await raw.post_raw(
         "SearchTrade", urlencode({**SHOP, "OrderID": "S-04"}).encode()
     )
-    assert status == 200 and b"&ClientField1=a&b=c&ClientField2=" in body
+    assert status == 200 and b"&ClientField1=a b=c&ClientField2=" in body
+    await raw.post("SaveMember", **SITE, MemberID="amp", MemberName="a&b=c")
+    status, body, _ = await raw.post_raw(
+        "SearchMember", urlencode({**SITE, "MemberID": "amp"}).encode()
+    )
+    assert status == 200 and body == b"MemberID=amp&MemberName=a&b=c&DeleteFlag=0"
+
+
+@pytest.mark.parametrize("char", list("{}|^`~&<>\"'"))
+async def test_client_fields_refuse_the_forbidden_characters(
+    raw: Raw, sandbox: Sandbox, char: str
+) -> None:
+    """gmo-pg.md: ClientField1..3 ≤ 100 bytes, none of {}|^`~&<>"'."""
+    for i, code in ((1, "E01320012"), (2, "E01330012"), (3, "E01340012")):
+        ans = await raw.charge(f"CF-0{i}", **{f"ClientField{i}": f"a{char}b"})
+        assert errinfo(ans) == [code]
+        assert sandbox.state.successes(f"CF-0{i}") == 0
+    assert "TranID" in await raw.charge("CF-04", ClientField1="髙橋 ① a=b,c.d/e:f")
 
 
 # -- members and cards ----------------------------------------------------------------------------
@@ -428,11 +446,11 @@ async def test_traded_card_and_stored_card_exec(raw: Raw, sandbox: Sandbox) -> N
     assert errinfo(not_done) == ["E01110010"]
     missing = await raw.post("TradedCard", **SHOP, **SITE, OrderID="T-09", MemberID="c4")
     assert errinfo(missing) == ["E01110002"]
-    e = await raw.entry("T-03")
+    e = await raw.entry("T3-01")
     stored_exec = dict(
         AccessID=e["AccessID"],
         AccessPass=e["AccessPass"],
-        OrderID="T-03",
+        OrderID="T3-01",
         Method=1,
         **SITE,
         MemberID="c4",
@@ -445,13 +463,13 @@ async def test_traded_card_and_stored_card_exec(raw: Raw, sandbox: Sandbox) -> N
     ]
     ans = await raw.post("ExecTran", **stored_exec, CardSeq=0, SecurityCode=123)
     assert "TranID" in ans
-    order = sandbox.state.order("T-03")
+    order = sandbox.state.order("T3-01")
     assert order is not None and (order["card_no"], order["member_id"]) == (
         "************0000",
         "c4",
     )
     nobody = await raw.post(
-        "ExecTran", **{**stored_exec, "OrderID": "T-03", "MemberID": "zz"}, CardSeq=0
+        "ExecTran", **{**stored_exec, "OrderID": "T3-01", "MemberID": "zz"}, CardSeq=0
     )
     assert errinfo(nobody) == ["E01390002"]  # parameter errors come before the order's state
 
@@ -465,3 +483,77 @@ async def test_unknown_endpoint_and_bad_bodies(raw: Raw) -> None:
     assert body == b"ErrCode=E01&ErrInfo=E01700001"
     async with raw.session.get(f"{raw.url}/payment/EntryTran.idPass") as resp:
         assert resp.status == 405
+
+
+# -- bad input never crashes the sandbox; limits count cp932 bytes --------------------------------
+async def test_digits_other_than_ascii_are_format_errors_not_crashes(
+    raw: Raw, sandbox: Sandbox
+) -> None:
+    """``①`` and ``１`` pass ``str.isdigit``; the gateway wants ASCII digits and must answer a
+    parameter error, never an HTTP 500 (nor accept full-width digits as a number)."""
+    base = {**SHOP, "JobCd": "AUTH"}
+    assert errinfo(await raw.post("EntryTran", **base, OrderID="D-01", Amount="1①")) == [
+        "E01060006"
+    ]
+    assert errinfo(await raw.post("EntryTran", **base, OrderID="D-02", Amount="１００")) == [
+        "E01060006"
+    ]
+    assert errinfo(await raw.post("EntryTran", **base, OrderID="D-03", Amount="100", Tax="①")) == [
+        "E01070006"
+    ]
+    assert (await raw.charge("D-04", VISA, Expire="3①12"))["ErrInfo"] == "E01180006"
+    assert (await raw.charge("D-05", "４１１１１１１１１１１１１１１１"))["ErrInfo"] == "E01170006"
+    assert (await raw.charge("D-06", VISA, SecurityCode="１２３"))["ErrInfo"] == "E01460008"
+    assert (await raw.charge("D-07", VISA, Method=2, PayTimes="③"))["ErrInfo"] == "E01270006"
+    await raw.post("SaveMember", **SITE, MemberID="d1")
+    listed = await raw.post("SearchCard", **SITE, MemberID="d1", SeqMode=0, CardSeq="①")
+    assert errinfo(listed) == ["E01230006"]
+    deleted = await raw.post("DeleteCard", **SITE, MemberID="d1", SeqMode=0, CardSeq="①")
+    assert errinfo(deleted) == ["E01230006"]
+    e = await raw.entry("D-08")
+    stored = await raw.post(
+        "ExecTran",
+        AccessID=e["AccessID"],
+        AccessPass=e["AccessPass"],
+        OrderID="D-08",
+        Method=1,
+        **SITE,
+        MemberID="d1",
+        SeqMode=0,
+        CardSeq="①",
+    )
+    assert errinfo(stored) == ["E01230006"]
+    assert sandbox.state.successes("D") == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"ShopID": "髙" * 7}, "E01010008"),  # 7 characters, 14 bytes: over 13
+        ({"ShopPass": "髙" * 6}, "E01020008"),  # 12 bytes: over 10
+        ({"ShopID": "shop-1"}, "E01010008"),
+    ],
+)
+async def test_shop_credentials_are_ascii_and_limited_in_bytes(
+    raw: Raw, params: dict[str, str], code: str
+) -> None:
+    base = {**SHOP, "OrderID": "B-01", "JobCd": "AUTH", "Amount": "100", **params}
+    assert errinfo(await raw.post("EntryTran", **base)) == [code]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"SiteID": "s" * 14}, "E01210002"),  # SiteID ≤ 13
+        ({"SitePass": "p" * 21}, "E01210002"),  # SitePass ≤ 20
+        ({"MemberID": "髙" * 31}, "E01220005"),  # 62 bytes: over 60
+    ],
+)
+async def test_site_credentials_and_member_id_limits(
+    raw: Raw, params: dict[str, str], code: str
+) -> None:
+    assert errinfo(await raw.post("SaveMember", **{**SITE, "MemberID": "b1", **params})) == [code]
+    assert "MemberID" in await raw.post("SaveMember", **SITE, MemberID="b" * 60)
+    assert "MemberID" in await raw.post(
+        "SaveMember", SiteID="s" * 13, SitePass="p" * 20, MemberID="b2"
+    )

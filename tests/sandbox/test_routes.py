@@ -11,7 +11,12 @@ import aiohttp
 import pytest
 
 from ivrpay.sandbox import Sandbox, start_sandbox
-from tests.support.gateway import future_expiry
+from tests.support.gateway import (
+    check_no_double_charges,
+    future_expiry,
+    make_card,
+    make_gateway_client,
+)
 
 SHOP = {"ShopID": "shop1", "ShopPass": "pw1"}
 VISA = "4111111111111111"
@@ -166,6 +171,7 @@ async def test_orders_view_counts_executions_and_successes(
 async def test_a_second_success_for_one_payment_cannot_be_missed(
     http: aiohttp.ClientSession, sandbox: Sandbox, card_safe_logs: Any
 ) -> None:
+    sandbox.expected_double_charges.add("TWICE")  # on purpose: the fixture would fail it
     await _charge(http, sandbox.url, "TWICE-01")
     await _charge(http, sandbox.url, "TWICE-02")
     _, view = await _json(http, "GET", f"{sandbox.url}/_sandbox/orders?prefix=TWICE")
@@ -234,3 +240,17 @@ async def test_stop_releases_held_answers(sandbox: Sandbox) -> None:
             await _post_form(short, sandbox.url, "EntryTran", **SHOP, OrderID="H-1", JobCd="CHECK")
     await sandbox.stop()  # returns although a handler was holding its answer
     assert sandbox.state.order("H-1") is not None
+
+
+async def test_a_double_charge_fails_the_test_that_made_it(sandbox: Sandbox) -> None:
+    """product.md: "a second success for one payment is a test failure" — the shared ``sandbox``
+    fixture runs :func:`check_no_double_charges` after every test that used it."""
+    async with make_gateway_client(sandbox) as client:
+        for order_id in ("ONE-01", "TWO-01"):
+            assert (await client.charge(order_id, make_card(VISA), amount=1)).ok
+        check_no_double_charges(sandbox)  # two payments, one success each: fine
+        assert (await client.charge("ONE-02", make_card(VISA), amount=1)).ok
+    with pytest.raises(AssertionError, match=r"double charge.*ONE"):
+        check_no_double_charges(sandbox)
+    sandbox.expected_double_charges.add("ONE")  # a test that means it says so
+    check_no_double_charges(sandbox)

@@ -433,3 +433,31 @@ async def test_connection_refused() -> None:
         port = s.getsockname()[1]
     with pytest.raises(ConnectionRefusedError):
         await place_call("127.0.0.1", port)
+
+
+# ----------------------------------------------------------------- review findings
+async def test_any_pipelined_command_is_a_protocol_error(raw_server) -> None:
+    """agi.md "never pipeline": Asterisk answers two quick commands one after the other, but a
+    server that sends the next command before the reply is broken whatever the commands are —
+    the stand-in must say so (and ``ivrpay call`` exit 1), not only for a playing prompt."""
+    call, peer = await open_call(raw_server)
+    await peer.send("SET VARIABLE A 1\nSET VARIABLE B 2")
+    assert await peer.reply() == ["200 result=1"]  # answered as Asterisk answers them
+    assert await peer.reply() == ["200 result=1"]
+    assert await peer.result("NOOP") == "200 result=0"  # in step again: no error for this one
+    record = await end_call(call, peer)
+    errors = [e for e in record.protocol_errors if "before the reply" in e]
+    assert len(errors) == 1 and errors[0].startswith("command 1:")
+    assert record.variables == {"A": "1", "B": "2"}
+    assert not record.ok
+
+
+async def test_protocol_errors_never_show_part_of_a_card_number(raw_server) -> None:
+    """Card data rule: a protocol error quoting a command cuts it to 60 characters — after
+    masking, or the cut leaves up to 11 leading digits of a card number unmasked."""
+    call, peer = await open_call(raw_server)
+    line = "SET VARIABLE " + "X" * 36 + " 4111111111111111\r"  # the number straddles the cut
+    assert await peer.result(line) == "200 result=1"
+    record = await end_call(call, peer)
+    assert any("CR in the command" in e for e in record.protocol_errors)
+    assert not any("41111" in e for e in record.protocol_errors), record.protocol_errors

@@ -209,3 +209,36 @@ def test_ivrpay_call_command_line() -> None:
     )
     assert refused.returncode == 1, refused.stderr
     assert "cannot reach the FastAGI server" in refused.stderr
+
+
+def test_no_line_of_the_report_shows_a_card_number(sounds_env, capsys) -> None:
+    """A faulty server that says or names a card number: every line of ``ivrpay call`` masks it
+    (the missing-prompt lines too), and so does the record's repr (a failing test prints it)."""
+    from ivrpay.simulator.cli import report
+
+    server = ThreadServer(
+        [
+            'STREAM FILE ivrpay/4111111111111111 ""',
+            'SAY DIGITS 4111111111111111 ""',
+            'STREAM FILE ivrpay/welcome ""',
+        ]
+    )
+    try:
+        code = run_call(call_args(""), HostPort("127.0.0.1", server.port))
+    finally:
+        server.close()
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "! missing prompt: ja/ivrpay/************1111" in out.splitlines()
+    assert "4111111111111111" not in out
+
+    from ivrpay.simulator.record import CallRecord, Prompt
+
+    record = CallRecord()
+    record.prompts.append(Prompt("say digits 5555555555554444", "ja", "SAY DIGITS"))
+    record.missing_prompts.append("ja/ivrpay/5555555555554444")
+    record.fallback_prompts.append("ja/5555555555554444")
+    assert "5555555555554444" not in repr(record) + repr(record.prompts)
+    buf = io.StringIO()
+    report(record, buf)
+    assert "5555555555554444" not in buf.getvalue()

@@ -6,6 +6,9 @@
   fresh ``UNPROCESSED`` stays "unknown"; pass ``reconcile_after_s=0`` to ``reconcile`` to trust it).
 - ``make_card(number, expiry=None, code="auto")``: a filled
   :class:`~ivrpay.card.holder.CardData` (expiry defaults to a date well in the future).
+- the ``sandbox`` fixture fails any test after which a payment succeeded twice at the sandbox
+  (``check_no_double_charges``); a test that does it on purpose adds the order id to
+  ``sandbox.expected_double_charges``.
 - ``card_safe_logs``: captures every log line (before and after the masker) at debug level and
   fails the test if any test card number was logged.
 """
@@ -80,6 +83,17 @@ def make_gateway_client(sandbox: Sandbox, **overrides: Any) -> GatewayClient:
     return GatewayClient(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, **options)
 
 
+def check_no_double_charges(sandbox: Sandbox) -> None:
+    """Fail when a payment (``<order_id>-NN`` family) succeeded more than once at the sandbox,
+    unless the test put it in ``sandbox.expected_double_charges``."""
+    charged = {
+        family: n
+        for family, n in sandbox.state.double_charges().items()
+        if family not in sandbox.expected_double_charges
+    }
+    assert not charged, f"double charge at the sandbox gateway: {charged}"
+
+
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Sandbox]:
     started = await start_sandbox(hold_s=60.0)
@@ -88,6 +102,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield started
     finally:
         await started.stop()
+    # product.md: a second success for one payment is a test failure.
+    check_no_double_charges(started)
 
 
 @pytest.fixture
