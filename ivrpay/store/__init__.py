@@ -121,11 +121,12 @@ Background (``ivrpay.store.background``) — all with FOR UPDATE SKIP LOCKED
                                     sent_at, access_id, access_pass, outcome}], unknown_since,
                                     attempts}
     record_reconciliation(db, payment_id, *, now, status, backoff_s, horizon_s, error=None,
-        result=None, card=None, order_id=None) -> dict
+        result=None, card=None, order_id=None, registration=None) -> dict
                                     status "succeeded" | "failed" | "retry"; retry schedules the
                                     next try by backoff_s, past horizon_s -> needs_review; a
                                     charge_and_register found succeeded gets a pending
-                                    registration (TradedCard was never sent)
+                                    registration (TradedCard was never sent); ``registration``
+                                    records what SearchCard showed of a ``register``
     claim_registrations(db, *, now, lease_s, limit=10) -> list[dict]
                                     succeeded payments whose registration is pending and due,
                                     held for lease_s: {payment: snapshot, order_id (succeeded

@@ -154,8 +154,11 @@ async def record_reconciliation(
     result: Mapping[str, Any] | None = None,
     card: Mapping[str, Any] | None = None,
     order_id: str | None = None,
+    registration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a reconciliation found: unknown → succeeded | failed, or "retry" later.
+
+    ``registration``: for a ``register`` payment, what SearchCard showed of the card.
 
     A retry is due after ``backoff_s`` (by attempt, the last entry repeating); once the payment has
     been unknown for ``horizon_s`` it is flagged ``needs_review`` instead.
@@ -199,6 +202,8 @@ async def record_reconciliation(
             snap = (await snapshots(conn, [await lock_payment(conn, pid)]))[0]
             return snap
         sets: dict[str, Any] = {**card_fields(card), "reconcile_next_at": None}
+        if registration is not None:
+            sets.update(registration_sets(registration_value(registration), now))
         if status == "succeeded":
             sets.update(succeeded_sets(row, result))
             err = None

@@ -245,6 +245,7 @@ class ReconcileOutcome:
     result: Mapping[str, Any] | None = None
     card: Mapping[str, Any] | None = None
     order_id: str | None = None
+    registration: Mapping[str, Any] | None = None
 
 
 Reconcile = Callable[[dict[str, Any]], Awaitable[ReconcileOutcome]]
@@ -304,6 +305,7 @@ class Reconciler(Loop):
                     result=outcome.result,
                     card=outcome.card,
                     order_id=outcome.order_id,
+                    registration=outcome.registration,
                 )
             except store.StoreError as exc:
                 log.warning("reconcile_not_recorded", payment_id=payment_id, error=str(exc))

@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from ivrpay import store
+from ivrpay.gateway.errors import CARD_NOT_FOUND, MEMBER_NOT_FOUND
 from ivrpay.workers.loops import Reconcile, ReconcileOutcome
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,9 @@ def gateway_reconciler(gateway: Any, pool: asyncpg.Pool | None = None) -> Reconc
         ]
         if not open_attempts:
             return ReconcileOutcome("retry")  # nothing SearchTrade can settle: an admin will
+        if payment["operation"] == "register":
+            # Storing a card opens no trade: SearchCard tells whether SaveCard went through.
+            return await _reconcile_registration(gateway, item, open_attempts[-1])
         not_executed = 0
         for attempt in open_attempts:
             rec = await gateway.reconcile(
@@ -77,6 +81,47 @@ def gateway_reconciler(gateway: Any, pool: asyncpg.Pool | None = None) -> Reconc
         return ReconcileOutcome("retry")
 
     return reconcile
+
+
+async def _reconcile_registration(
+    gateway: Any, item: dict[str, Any], attempt: dict[str, Any]
+) -> ReconcileOutcome:
+    """A ``register`` payment whose SaveCard outcome was unknown: the member's card list decides.
+
+    A live card with the keyed last four digits = stored. No such card is trusted as "not stored"
+    only once the send is older than the reconcile window (a SaveCard still in flight looks the
+    same), as with SearchTrade's UNPROCESSED.
+    """
+    payment = item["payment"]
+    last4 = (payment.get("card") or {}).get("last4")
+    listed = await gateway.search_card(payment["member_id"])
+    if listed.kind not in ("ok", "system"):
+        return ReconcileOutcome("retry")
+    cards = [c for c in listed.cards if not c.deleted and c.last4 == last4] if listed.ok else []
+    if cards:
+        seq = max(c.card_seq for c in cards)
+        return ReconcileOutcome(
+            "succeeded",
+            order_id=attempt["order_id"],
+            result={"card_seq": seq},
+            registration={"status": "succeeded", "card_seq": seq, "error": None},
+        )
+    if not listed.ok and listed.err_code not in (CARD_NOT_FOUND, MEMBER_NOT_FOUND):
+        return ReconcileOutcome("retry")  # the list could not be read: ask again later
+    now = item.get("now") or datetime.now(UTC)
+    if (now - attempt["sent_at"]).total_seconds() < gateway.reconcile_after_s:
+        return ReconcileOutcome("retry")
+    error = {
+        "code": "not_stored",
+        "category": "system",
+        "message": "the gateway did not store the card",
+    }
+    return ReconcileOutcome(
+        "failed",
+        order_id=attempt["order_id"],
+        error=error,
+        registration={"status": "failed", "card_seq": None, "error": error},
+    )
 
 
 async def _record(pool: asyncpg.Pool | None, payment_id: str, order_id: str, rec: Any) -> None:

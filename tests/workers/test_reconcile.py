@@ -67,3 +67,63 @@ async def test_unprocessed_is_trusted_by_the_reconcilers_clock(
     assert sandbox.state.successes(p["order_id"]) == 0
     calls = await store.list_gateway_calls(pool, p["id"])
     assert [c["outcome"] for c in calls] == ["unknown", "unknown", "not_executed"]
+
+
+async def _register_left_unknown(pool: asyncpg.Pool, member_id: str) -> dict:
+    """A ``register`` payment whose SaveCard answer was lost: unknown, card VISA *1111 keyed."""
+    p = await new_payment(pool, now=at(0), operation="register", member_id=member_id, amount=0)
+    tok = (await claimed(pool, p, now=at(0))).token
+    order_id = await store.start_execution(
+        pool, p["id"], tok, now=at(0), max_per_payment=3, max_per_call=2
+    )
+    await store.move_to_processing(pool, p["id"], tok, order_id=order_id, now=at(0))
+    await store.record_gateway_result(
+        pool, p["id"], tok, order_id=order_id, status="unknown", now=at(0),
+        error={"code": "unknown", "category": "unknown", "message": None},
+        card={"brand": "VISA", "last4": "1111"},
+    )  # fmt: skip
+    await store.end_call(pool, p["id"], tok, now=at(1))
+    return p
+
+
+def _reconciler(pool: asyncpg.Pool, gateway_client: GatewayClient) -> Reconciler:
+    return Reconciler(
+        pool, gateway_reconciler(gateway_client, pool), backoff_s=BACKOFF, horizon_s=86400,
+        interval_s=1,
+    )  # fmt: skip
+
+
+async def test_a_register_whose_card_is_at_the_gateway_is_reconciled_by_search_card(
+    pool: asyncpg.Pool, gateway_client: GatewayClient
+) -> None:
+    p = await _register_left_unknown(pool, "member-rec-1")
+    card = make_card("4111111111111111")
+    try:
+        saved = await gateway_client.register("member-rec-1", card)  # it did go through
+    finally:
+        card.wipe()
+    assert saved.ok and saved.card_seq is not None
+    assert await _reconciler(pool, gateway_client).run_once(at(2)) == 1
+    final = await store.get_payment(pool, p["id"])
+    assert final["status"] == "succeeded"
+    assert final["registration"] == {
+        "status": "succeeded",
+        "card_seq": saved.card_seq,
+        "error": None,
+    }
+    assert final["result"]["card_seq"] == saved.card_seq
+    assert final["settlement"] is None
+
+
+async def test_a_register_without_its_card_fails_only_once_the_window_has_passed(
+    pool: asyncpg.Pool, gateway_client: GatewayClient
+) -> None:
+    p = await _register_left_unknown(pool, "member-rec-2")
+    reconciler = _reconciler(pool, gateway_client)
+    assert await reconciler.run_once(at(2)) == 1  # no card yet, but too soon to trust that
+    assert (await store.get_payment(pool, p["id"]))["status"] == "unknown"
+    assert await reconciler.run_once(at(400)) == 1
+    final = await store.get_payment(pool, p["id"])
+    assert final["status"] == "failed"
+    assert final["error"]["code"] == "not_stored"
+    assert final["registration"]["status"] == "failed"
