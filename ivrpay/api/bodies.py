@@ -20,6 +20,7 @@ from ivrpay.api import keys
 from ivrpay.api.problems import PROBLEM_CONTENT_TYPE, Problem, conflict, malformed
 from ivrpay.api.render import dumps, to_plain
 from ivrpay.api.validation import check_idempotency_key
+from ivrpay.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,12 @@ def _answer(status: int, body: Any, *, replayed: bool) -> web.Response:
 Outcome = tuple[int, Any]
 
 
+def _lock_s(settings: Settings) -> float:
+    """How long a first request holds its key: longer than a settlement can take against a slow,
+    busy gateway (SearchTrade + AlterTran, each up to the gateway timeout, with retries)."""
+    return max(60.0, settings.gateway_timeout_s * 4 + 30)
+
+
 async def idempotent(
     request: web.Request, body: Any, run: Callable[[], Awaitable[Outcome]]
 ) -> web.Response:
@@ -106,6 +113,7 @@ async def idempotent(
             key=key,
             request_hash=request_hash(request.method, request.path, body),
             now=clock(),
+            lock_s=_lock_s(request.config_dict[keys.SETTINGS]),
         )
     except store.IdempotencyConflict as exc:
         if exc.code == "idempotency_in_progress":
