@@ -222,7 +222,7 @@ class GatewayClient:
         try:
             body = encode_request(params)
         except EncodeError as exc:
-            out = Outcome(name, "system", message=str(exc), order_id=order_id)
+            out = Outcome(name, "system", message=str(exc), order_id=order_id, refused_here=True)
             self._log(ep, out, None, order_id)
             return out, None
         del params  # the body is all that is needed from here on
@@ -409,7 +409,13 @@ class GatewayClient:
     ) -> Outcome:
         """Charge a keyed card. The holder is read, never kept; the security code is optional."""
         if not (card.has_number and card.has_expiry):
-            return Outcome("ExecTran", "system", message="card data incomplete", order_id=order_id)
+            return Outcome(
+                "ExecTran",
+                "system",
+                message="card data incomplete",
+                order_id=order_id,
+                refused_here=True,
+            )
         params: dict[str, Any] = {
             "AccessID": access_id,
             "AccessPass": access_pass,
@@ -424,7 +430,11 @@ class GatewayClient:
             problem = client_field_problem(value)
             if problem:
                 out = Outcome(
-                    "ExecTran", "system", message=f"ClientField{i}: {problem}", order_id=order_id
+                    "ExecTran",
+                    "system",
+                    message=f"ClientField{i}: {problem}",
+                    order_id=order_id,
+                    refused_here=True,
                 )
                 self._log(ENDPOINTS["ExecTran"], out, None, order_id)
                 return out
@@ -589,7 +599,7 @@ class GatewayClient:
     ) -> Outcome:
         """Store a card (the gateway runs a live validity check: card-company errors may come)."""
         if not (card.has_number and card.has_expiry):
-            return Outcome("SaveCard", "system", message="card data incomplete")
+            return Outcome("SaveCard", "system", message="card data incomplete", refused_here=True)
         params = {
             **self._site(),
             "MemberID": member_id,

@@ -43,6 +43,7 @@ class Outcome:
     err_info: tuple[tuple[str, str], ...] = ()
     message: str = ""
     sent: bool = False
+    refused_here: bool = False  # never sent: a value the gateway cannot take (retrying won't help)
     sent_at: datetime | None = None  # UTC, when the (last) request went out
     attempts: int = 0
     elapsed_ms: int = 0
@@ -79,7 +80,7 @@ class Outcome:
         decline, a parameter error such as a card the gateway will not store) is not retried."""
         if self.kind in ("unknown", "busy"):
             return True
-        if self.kind != "system":
+        if self.kind != "system" or self.refused_here:
             return False
         return self.err_code is None or rule_for(self.err_code).kind in ("busy", "unknown")
 

@@ -229,3 +229,10 @@ async def test_which_card_storage_failures_may_pass_later(sandbox: Sandbox) -> N
         )
         declined = await client.charge("RL-03", make_card("4000000000000002"), amount=100)
         assert declined.kind == "declined" and not declined.retry_later
+        # Refused here before sending: a member id the gateway's charset cannot carry.
+        unsendable = await client.store_traded_card("RL-01", "cust-\u263a")
+        assert (unsendable.kind, unsendable.sent, unsendable.retry_later) == (
+            "system",
+            False,
+            False,
+        )
