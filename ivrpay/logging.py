@@ -139,6 +139,9 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
 
     structlog.configure(
         processors=[
+            # Drop what the level hides before any processor runs: a call logs every AGI
+            # command at debug, and formatting those for nothing costs real CPU per call.
+            structlog.stdlib.filter_by_level,
             *_shared_processors(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
