@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import asyncpg
@@ -23,6 +23,7 @@ from ivrpay.store.webhooks import SIGNATURE_HEADER
 
 log = structlog.get_logger(__name__)
 _L = TypeVar("_L", bound="Loop")
+_O = TypeVar("_O")
 
 
 def _now() -> datetime:
@@ -251,74 +252,6 @@ class ReconcileOutcome:
 Reconcile = Callable[[dict[str, Any]], Awaitable[ReconcileOutcome]]
 
 
-class Reconciler(Loop):
-    """Claims due ``unknown`` payments and records what ``reconcile(item)`` found.
-
-    ``reconcile`` is the gateway side (SearchTrade per attempt OrderID, the "UNPROCESSED only
-    after IVRPAY_RECONCILE_AFTER_S" rule, judged at ``item["now"]``). ``item`` is one entry of
-    :func:`ivrpay.store.claim_reconciliations` plus ``now``, the moment of this run. An exception
-    from ``reconcile`` counts as "retry".
-    """
-
-    name = "reconciler"
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        reconcile: Reconcile,
-        *,
-        backoff_s: Sequence[float],
-        horizon_s: float,
-        interval_s: float,
-        lease_s: float = 120.0,
-        limit: int = 10,
-    ) -> None:
-        super().__init__(interval_s)
-        self.pool = pool
-        self.reconcile = reconcile
-        self.backoff_s = tuple(backoff_s)
-        self.horizon_s = horizon_s
-        self.lease_s = lease_s
-        self.limit = limit
-
-    async def run_once(self, now: datetime | None = None) -> int:
-        now = now or _now()
-        items = await store.claim_reconciliations(
-            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
-        )
-        for item in items:
-            payment_id = item["payment"]["id"]
-            try:
-                outcome = await self.reconcile({**item, "now": now})
-            except Exception:
-                log.exception("reconcile_failed", payment_id=payment_id)
-                outcome = ReconcileOutcome("retry")
-            try:
-                snap = await store.record_reconciliation(
-                    self.pool,
-                    payment_id,
-                    now=now,
-                    status=outcome.status,
-                    backoff_s=self.backoff_s,
-                    horizon_s=self.horizon_s,
-                    error=outcome.error,
-                    result=outcome.result,
-                    card=outcome.card,
-                    order_id=outcome.order_id,
-                    registration=outcome.registration,
-                )
-            except store.StoreError as exc:
-                log.warning("reconcile_not_recorded", payment_id=payment_id, error=str(exc))
-                continue
-            log.info(
-                "reconciled",
-                payment_id=payment_id,
-                status=snap["status"],
-                needs_review=snap["needs_review"],
-            )
-        return len(items)
-
-
 @dataclass(frozen=True)
 class RegistrationOutcome:
     """What a retry of a pending card registration found (see store.record_registration_attempt)."""
@@ -331,21 +264,21 @@ class RegistrationOutcome:
 RetryRegistration = Callable[[dict[str, Any]], Awaitable[RegistrationOutcome]]
 
 
-class RegistrationRetrier(Loop):
-    """Claims due ``pending`` card registrations (a ``charge_and_register`` whose TradedCard did
-    not get through) and records what ``register(item)`` found.
+class _ClaimRetryLoop(Loop, Generic[_O]):
+    """Claims due items, asks ``attempt(item)`` about each (``item`` plus ``now``, the moment of
+    this run) and records the outcome with backoff. An exception from ``attempt`` counts as
+    ``retry_outcome``; an outcome the store refuses (``not_recorded``) is logged and skipped, so
+    one item never stops the batch. Subclasses name the store calls and the log events."""
 
-    ``register`` is the gateway side (:func:`ivrpay.workers.registration.gateway_registrar`);
-    ``item`` is one entry of :func:`ivrpay.store.claim_registrations` plus ``now``. An exception
-    from ``register`` counts as "retry".
-    """
-
-    name = "registration_retrier"
+    failed_event = "attempt_failed"
+    not_recorded_event = "attempt_not_recorded"
+    not_recorded: tuple[type[Exception], ...] = (store.StoreError,)
+    retry_outcome: _O
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        register: RetryRegistration,
+        attempt: Callable[[dict[str, Any]], Awaitable[_O]],
         *,
         backoff_s: Sequence[float],
         horizon_s: float,
@@ -355,44 +288,133 @@ class RegistrationRetrier(Loop):
     ) -> None:
         super().__init__(interval_s)
         self.pool = pool
-        self.register = register
+        self.attempt = attempt
         self.backoff_s = tuple(backoff_s)
         self.horizon_s = horizon_s
         self.lease_s = lease_s
         self.limit = limit
 
+    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _record(self, payment_id: Any, now: datetime, outcome: _O) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _log_recorded(self, payment_id: Any, snap: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
     async def run_once(self, now: datetime | None = None) -> int:
         now = now or _now()
-        items = await store.claim_registrations(
-            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
-        )
+        items = await self._claim(now)
         for item in items:
             payment_id = item["payment"]["id"]
             try:
-                outcome = await self.register({**item, "now": now})
+                outcome = await self.attempt({**item, "now": now})
             except Exception:
-                log.exception("registration_retry_failed", payment_id=payment_id)
-                outcome = RegistrationOutcome("retry")
+                log.exception(self.failed_event, payment_id=payment_id)
+                outcome = self.retry_outcome
             try:
-                snap = await store.record_registration_attempt(
-                    self.pool,
-                    payment_id,
-                    now=now,
-                    status=outcome.status,
-                    backoff_s=self.backoff_s,
-                    horizon_s=self.horizon_s,
-                    card_seq=outcome.card_seq,
-                    error=outcome.error,
-                )
-            except (store.StoreError, ValueError) as exc:
-                log.warning("registration_not_recorded", payment_id=payment_id, error=str(exc))
+                snap = await self._record(payment_id, now, outcome)
+            except self.not_recorded as exc:
+                log.warning(self.not_recorded_event, payment_id=payment_id, error=str(exc))
                 continue
-            log.info(
-                "registration_retried",
-                payment_id=payment_id,
-                registration=(snap["registration"] or {}).get("status"),
-            )
+            self._log_recorded(payment_id, snap)
         return len(items)
+
+
+class Reconciler(_ClaimRetryLoop[ReconcileOutcome]):
+    """Claims due ``unknown`` payments and records what ``reconcile(item)`` found.
+
+    ``reconcile`` is the gateway side (SearchTrade per attempt OrderID, the "UNPROCESSED only
+    after IVRPAY_RECONCILE_AFTER_S" rule, judged at ``item["now"]``). ``item`` is one entry of
+    :func:`ivrpay.store.claim_reconciliations` plus ``now``, the moment of this run. An exception
+    from ``reconcile`` counts as "retry".
+    """
+
+    name = "reconciler"
+    failed_event = "reconcile_failed"
+    not_recorded_event = "reconcile_not_recorded"
+    retry_outcome = ReconcileOutcome("retry")
+
+    @property
+    def reconcile(self) -> Reconcile:
+        return self.attempt
+
+    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
+        return await store.claim_reconciliations(
+            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
+        )
+
+    async def _record(
+        self, payment_id: Any, now: datetime, outcome: ReconcileOutcome
+    ) -> dict[str, Any]:
+        return await store.record_reconciliation(
+            self.pool,
+            payment_id,
+            now=now,
+            status=outcome.status,
+            backoff_s=self.backoff_s,
+            horizon_s=self.horizon_s,
+            error=outcome.error,
+            result=outcome.result,
+            card=outcome.card,
+            order_id=outcome.order_id,
+            registration=outcome.registration,
+        )
+
+    def _log_recorded(self, payment_id: Any, snap: Mapping[str, Any]) -> None:
+        log.info(
+            "reconciled",
+            payment_id=payment_id,
+            status=snap["status"],
+            needs_review=snap["needs_review"],
+        )
+
+
+class RegistrationRetrier(_ClaimRetryLoop[RegistrationOutcome]):
+    """Claims due ``pending`` card registrations (a ``charge_and_register`` whose TradedCard did
+    not get through) and records what ``register(item)`` found.
+
+    ``register`` is the gateway side (:func:`ivrpay.workers.registration.gateway_registrar`);
+    ``item`` is one entry of :func:`ivrpay.store.claim_registrations` plus ``now``. An exception
+    from ``register`` counts as "retry".
+    """
+
+    name = "registration_retrier"
+    failed_event = "registration_retry_failed"
+    not_recorded_event = "registration_not_recorded"
+    not_recorded = (store.StoreError, ValueError)
+    retry_outcome = RegistrationOutcome("retry")
+
+    @property
+    def register(self) -> RetryRegistration:
+        return self.attempt
+
+    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
+        return await store.claim_registrations(
+            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
+        )
+
+    async def _record(
+        self, payment_id: Any, now: datetime, outcome: RegistrationOutcome
+    ) -> dict[str, Any]:
+        return await store.record_registration_attempt(
+            self.pool,
+            payment_id,
+            now=now,
+            status=outcome.status,
+            backoff_s=self.backoff_s,
+            horizon_s=self.horizon_s,
+            card_seq=outcome.card_seq,
+            error=outcome.error,
+        )
+
+    def _log_recorded(self, payment_id: Any, snap: Mapping[str, Any]) -> None:
+        log.info(
+            "registration_retried",
+            payment_id=payment_id,
+            registration=(snap["registration"] or {}).get("status"),
+        )
 
 
 class Workers:

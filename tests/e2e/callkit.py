@@ -6,7 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ivrpay.simulator import CallRecord, SimulatedCall
+from ivrpay.simulator import Breakpoint, CallRecord, SimulatedCall
+from ivrpay.simulator.call import Match
 from tests.support.gateway import future_expiry
 
 if TYPE_CHECKING:
@@ -97,6 +98,22 @@ def pay_keys(number: str = VISA, code: str = "123", expiry: str = EXPIRY) -> lis
     return [f"{number}#", expiry, code, "1"]
 
 
+async def keyed_call(
+    ivrpay: Ivrpay, keys: list[str], status: str = "SUCCEEDED", **call_kw: Any
+) -> tuple[dict[str, Any], CallRecord]:
+    """A new English payment of 12,800 yen, called with its code and ``keys``: the call ended
+    with ``status`` and no callback (:func:`ended`). The payment as created, and the record."""
+    payment = await ivrpay.create_payment(language="en")
+    record = await ivrpay.call(keys, code=payment["code"], **call_kw)
+    ended(record, status, payment)
+    return payment, record
+
+
+def outcomes(payment: dict[str, Any], error_field: str = "code") -> list[tuple[str, Any]]:
+    """(outcome, that field of the error or None) of each of the payment's executions."""
+    return [(e["outcome"], (e["error"] or {}).get(error_field)) for e in payment["executions"]]
+
+
 def simulated(
     ivrpay: Ivrpay, keys: list[str], *, code: str = "", transferrer: str = "", **kw: Any
 ) -> SimulatedCall:
@@ -106,6 +123,18 @@ def simulated(
     return SimulatedCall(
         "127.0.0.1", ivrpay.service.agi.port, args=(code, transferrer), keys=keys, **kw
     )
+
+
+async def held_call(
+    ivrpay: Ivrpay, keys: list[str], at: Match, **kw: Any
+) -> tuple[SimulatedCall, Breakpoint]:
+    """A :func:`simulated` call, started and held where the server sends ``at``: the test acts,
+    then ``release()`` s the breakpoint and awaits ``call.wait()``."""
+    call = simulated(ivrpay, keys, **kw)
+    held = call.pause_at(at)
+    await call.start()
+    await held.reached()
+    return call, held
 
 
 def shift_clock(ivrpay: Ivrpay, delta: timedelta) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.callkit import EXPIRY, OPERATOR, VISA, ended, heard, pay_keys, simulated
+from tests.e2e.callkit import EXPIRY, OPERATOR, VISA, ended, heard, held_call, pay_keys
 from tests.e2e.conftest import Ivrpay
 
 # (where the call is held while the cancel arrives, what the caller keys next)
@@ -24,10 +24,7 @@ async def test_a_cancel_wins_over_what_the_caller_chooses_next(
     ivrpay: Ivrpay, why: str, keys: list[str], hold: str
 ) -> None:
     payment = await ivrpay.create_payment(language="en", operator=OPERATOR)
-    call = simulated(ivrpay, keys, code=payment["code"])
-    held = call.pause_at(hold)
-    await call.start()
-    await held.reached()
+    call, held = await held_call(ivrpay, keys, hold, code=payment["code"])
     status, body = await ivrpay.api("POST", f"/payments/{payment['id']}/cancel")
     assert status == 202, body
     held.release()

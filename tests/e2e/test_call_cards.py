@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.callkit import EXPIRY, GREETING, OPERATOR, confirm_prompts, ended, heard, pay_keys
+from tests.e2e.callkit import (
+    EXPIRY,
+    GREETING,
+    OPERATOR,
+    confirm_prompts,
+    ended,
+    heard,
+    keyed_call,
+    pay_keys,
+)
 from tests.e2e.conftest import Ivrpay
 
 APPROVED = [
@@ -49,11 +58,8 @@ async def test_an_approved_card_of_every_brand_is_paid(
 
 
 async def test_amex_asks_for_its_four_digit_code_and_refuses_three(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
     keys = ["378282246310005#", EXPIRY, "123#", "1234", "1"]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     assert prompts[prompts.index("enter_expiry") + 1 :][:3] == [
         "enter_security_code_amex",
@@ -94,11 +100,8 @@ async def test_a_declined_card_then_the_operator(ivrpay: Ivrpay, number: str, er
 
 
 async def test_a_declined_card_then_another_card(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
     keys = [*pay_keys("4000000000000002"), "1", *pay_keys("5555555555554444")]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     first = prompts.index("declined")
     assert prompts[first : first + 3] == ["declined", "declined_options", "enter_card"]
@@ -116,10 +119,7 @@ async def test_a_declined_card_then_another_card(ivrpay: Ivrpay) -> None:
 
 
 async def test_another_luhn_valid_card_of_an_accepted_brand_is_approved(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call(pay_keys("4242424242424242"), code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, pay_keys("4242424242424242"))
     assert heard(record)[-2:] == ["paid", "connecting_back"]
     after = await ivrpay.payment(payment["id"])
     assert after["card"] == {"brand": "VISA", "last4": "4242"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.e2e.callkit import OPERATOR, ended, heard, pay_keys, simulated
+from tests.e2e.callkit import OPERATOR, ended, heard, held_call, pay_keys
 from tests.e2e.conftest import Ivrpay
 
 
@@ -28,10 +28,9 @@ async def test_an_unexpected_error_mid_call_is_an_apology_and_a_release(ivrpay: 
     clock = BreaksOnce()
     ivrpay.service.deps.clock = clock
     payment = await ivrpay.create_payment(language="en", operator=OPERATOR)
-    call = simulated(ivrpay, pay_keys(), code=payment["code"])
-    held = call.pause_at("GET DATA ivrpay/enter_expiry")
-    await call.start()
-    await held.reached()
+    call, held = await held_call(
+        ivrpay, pay_keys(), "GET DATA ivrpay/enter_expiry", code=payment["code"]
+    )
     clock.armed = True  # the expiry check breaks
     held.release()
     record = await call.wait()

@@ -20,6 +20,8 @@ from tests.e2e.callkit import (
     confirm_prompts,
     ended,
     heard,
+    keyed_call,
+    outcomes,
     pay_keys,
 )
 from tests.e2e.conftest import Ivrpay
@@ -80,7 +82,7 @@ async def test_a_gateway_input_error_sends_the_caller_back_to_that_field(
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
     assert after["progress"]["attempts"] == {field: 1}
-    assert [(e["outcome"], (e["error"] or {}).get("code")) for e in after["executions"]] == [
+    assert outcomes(after) == [
         ("input", err),
         ("succeeded", None),
     ]
@@ -92,11 +94,8 @@ class TestGatewayInputAttemptsUsedUp:
         return {"attempts": 2, "worker_interval_s": 3600.0}
 
     async def test_the_gateways_error_fails_the_payment(self, ivrpay: Ivrpay) -> None:
-        payment = await ivrpay.create_payment(language="en")
         keys = [*pay_keys("4000000000000069"), EXPIRY, "1"]
-        record = await ivrpay.call(keys, code=payment["code"])
-
-        ended(record, "FAILED", payment)
+        payment, record = await keyed_call(ivrpay, keys, "FAILED")
         prompts = heard(record)
         assert prompts.count("please_wait") == 2
         assert prompts[-2:] == ["input_failed", "connecting_back"]
@@ -110,10 +109,7 @@ class TestGatewayInputAttemptsUsedUp:
 
 async def test_the_lost_answer_is_reconciled_with_one_execution(ivrpay: Ivrpay) -> None:
     """4000000000000119: charged, the answer never arrives; the call's own SearchTrade finds it."""
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call(pay_keys("4000000000000119"), code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, pay_keys("4000000000000119"))
     assert heard(record)[-3:] == ["please_wait", "paid", "connecting_back"]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
@@ -199,20 +195,15 @@ async def test_a_gateway_system_error_before_execution_is_recorded_on_the_attemp
 
     ended(record, "ERROR", payment)
     after = await ivrpay.payment(payment["id"])
-    assert [(e["outcome"], (e["error"] or {}).get("category")) for e in after["executions"]] == [
-        ("system", "system")
-    ]
+    assert outcomes(after, "category") == [("system", "system")]
 
 
 class TestExecutionLimit:
     """At most IVRPAY_MAX_EXECUTIONS (3/2) per payment and per call: then too_many_attempts."""
 
     async def test_the_limit_per_call(self, ivrpay: Ivrpay) -> None:
-        payment = await ivrpay.create_payment(language="en")
         keys = [*pay_keys("4000000000000002"), "1", *pay_keys("4000000000009995"), "1"]
-        record = await ivrpay.call(keys, code=payment["code"])
-
-        ended(record, "FAILED", payment)
+        payment, record = await keyed_call(ivrpay, keys, "FAILED")
         prompts = heard(record)
         assert prompts.count("please_wait") == 2
         # No third card is asked for: no execution would be allowed.
@@ -369,11 +360,8 @@ class TestGatewayRejectsTheNumber:
         return {"gateway_max_card_digits": 19, "worker_interval_s": 3600.0}
 
     async def test_back_to_the_number_keeping_expiry_and_code(self, ivrpay: Ivrpay) -> None:
-        payment = await ivrpay.create_payment(language="en")
         keys = ["4111111111111111110", EXPIRY, "123", "1", "5555555555554444#", "1"]
-        record = await ivrpay.call(keys, code=payment["code"])
-
-        ended(record, "SUCCEEDED", payment)
+        payment, record = await keyed_call(ivrpay, keys)
         prompts = heard(record)
         first = prompts.index("please_wait")
         assert prompts[first:] == [
@@ -388,7 +376,7 @@ class TestGatewayRejectsTheNumber:
         after = await ivrpay.payment(payment["id"])
         assert after["card"] == {"brand": "MASTERCARD", "last4": "4444"}
         assert after["progress"]["attempts"] == {"card_number": 1}
-        assert [(e["outcome"], (e["error"] or {}).get("code")) for e in after["executions"]] == [
+        assert outcomes(after) == [
             ("input", "E01170011"),
             ("succeeded", None),
         ]
@@ -396,11 +384,8 @@ class TestGatewayRejectsTheNumber:
     async def test_a_new_number_of_another_code_length_asks_the_code_again(
         self, ivrpay: Ivrpay
     ) -> None:
-        payment = await ivrpay.create_payment(language="en")
         keys = ["4111111111111111110", EXPIRY, "123", "1", "378282246310005#", "1234", "1"]
-        record = await ivrpay.call(keys, code=payment["code"])
-
-        ended(record, "SUCCEEDED", payment)
+        payment, record = await keyed_call(ivrpay, keys)
         prompts = heard(record)
         first = prompts.index("please_wait")
         assert prompts[first : first + 4] == [
@@ -453,11 +438,8 @@ class TestAnInputErrorOnAFieldNotAsked:
         return {"security_code": False, "worker_interval_s": 3600.0}
 
     async def test_the_caller_is_offered_another_card(self, ivrpay: Ivrpay) -> None:
-        payment = await ivrpay.create_payment(language="en")
         keys = ["4000000000000127#", EXPIRY, "1", "1", f"{VISA}#", EXPIRY, "1"]
-        record = await ivrpay.call(keys, code=payment["code"])
-
-        ended(record, "SUCCEEDED", payment)
+        payment, record = await keyed_call(ivrpay, keys)
         prompts = heard(record)
         first = prompts.index("please_wait")
         assert prompts[first : first + 4] == [
@@ -469,16 +451,15 @@ class TestAnInputErrorOnAFieldNotAsked:
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "succeeded"
         assert after["progress"]["attempts"] == {}
-        assert [(e["outcome"], (e["error"] or {}).get("code")) for e in after["executions"]] == [
+        assert outcomes(after) == [
             ("input", "42G440000"),
             ("succeeded", None),
         ]
 
     async def test_or_the_operator(self, ivrpay: Ivrpay) -> None:
-        payment = await ivrpay.create_payment(language="en")
-        record = await ivrpay.call(["4000000000000127#", EXPIRY, "1", "2"], code=payment["code"])
-
-        ended(record, "FAILED", payment)
+        payment, record = await keyed_call(
+            ivrpay, ["4000000000000127#", EXPIRY, "1", "2"], "FAILED"
+        )
         assert heard(record)[-4:] == [
             "please_wait",
             "declined",

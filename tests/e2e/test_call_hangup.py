@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from ivrpay.simulator import SimulatedCall
-from tests.e2e.callkit import EXPIRY, VISA, call_released, heard, hung_up, pay_keys, simulated
+from tests.e2e.callkit import (
+    EXPIRY,
+    VISA,
+    call_released,
+    heard,
+    held_call,
+    hung_up,
+    pay_keys,
+    simulated,
+)
 from tests.e2e.conftest import Ivrpay
 
 STEPS = [
@@ -109,10 +118,9 @@ async def test_a_hang_up_while_the_gateway_works_still_ends_succeeded(
     ivrpay: Ivrpay, exit_on_hangup: bool
 ) -> None:
     payment = await ivrpay.create_payment(language="en")
-    call = simulated(ivrpay, pay_keys(), code=payment["code"], exit_on_hangup=exit_on_hangup)
-    music = call.pause_at("SET MUSIC ON")
-    await call.start()
-    await music.reached()
+    call, music = await held_call(
+        ivrpay, pay_keys(), "SET MUSIC ON", code=payment["code"], exit_on_hangup=exit_on_hangup
+    )
     await call.hang_up()  # the caller is gone while ivrpay waits for the gateway
     music.release()
     record = await call.wait()

@@ -16,10 +16,10 @@ from tests.e2e.callkit import (
     TRANSFERRER,
     ended,
     heard,
+    held_call,
     languages_heard,
     pay_keys,
     shift_clock,
-    simulated,
 )
 from tests.e2e.conftest import Ivrpay
 
@@ -242,10 +242,9 @@ class TestPaymentsThatCannotBeTaken:
 
     async def test_in_use_by_another_call(self, ivrpay: Ivrpay) -> None:
         payment = await ivrpay.create_payment(language="en", operator=OPERATOR)
-        first = simulated(ivrpay, pay_keys(), code=payment["code"])
-        held = first.pause_at("GET DATA ivrpay/enter_expiry")
-        await first.start()
-        await held.reached()
+        first, held = await held_call(
+            ivrpay, pay_keys(), "GET DATA ivrpay/enter_expiry", code=payment["code"]
+        )
 
         second = await ivrpay.call(pay_keys(), code=payment["code"])
         ended(second, "IN_USE", payment, callback="PJSIP/1001")
@@ -274,10 +273,9 @@ class TestPaymentsThatCannotBeTaken:
 
 async def test_canceled_through_the_api_while_the_caller_is_in_the_ivr(ivrpay: Ivrpay) -> None:
     payment = await ivrpay.create_payment(language="en", operator=OPERATOR)
-    call = simulated(ivrpay, pay_keys(), code=payment["code"])
-    held = call.pause_at("GET DATA ivrpay/enter_expiry")
-    await call.start()
-    await held.reached()
+    call, held = await held_call(
+        ivrpay, pay_keys(), "GET DATA ivrpay/enter_expiry", code=payment["code"]
+    )
 
     status, body = await ivrpay.api("POST", f"/payments/{payment['id']}/cancel")
     assert status == 202
@@ -301,10 +299,9 @@ async def test_canceled_while_the_caller_confirms_sends_nothing_to_the_gateway(
     ivrpay: Ivrpay,
 ) -> None:
     payment = await ivrpay.create_payment(language="ja")
-    call = simulated(ivrpay, pay_keys(), code=payment["code"])
-    held = call.pause_at("GET DATA ivrpay/confirm_pay_press")
-    await call.start()
-    await held.reached()
+    call, held = await held_call(
+        ivrpay, pay_keys(), "GET DATA ivrpay/confirm_pay_press", code=payment["code"]
+    )
     status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/cancel")
     assert status == 202
     held.release()

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.callkit import EXPIRY, GREETING, VISA, confirm_prompts, ended, heard, pay_keys
+from tests.e2e.callkit import (
+    EXPIRY,
+    GREETING,
+    VISA,
+    confirm_prompts,
+    ended,
+    heard,
+    keyed_call,
+    pay_keys,
+)
 from tests.e2e.conftest import Ivrpay
 
 
 @pytest.mark.parametrize("carry_over", [True, False], ids=["03-next-command", "03b-dropped"])
 async def test_hash_after_full_length_entries(ivrpay: Ivrpay, carry_over: bool) -> None:
     """Expiry, code and confirmation keyed with a '#' each: none of them costs an attempt."""
-    payment = await ivrpay.create_payment(language="en")
     keys = [f"{VISA}#", f"{EXPIRY}#", "123#", "1#"]
-    record = await ivrpay.call(keys, code=payment["code"], carry_over_keys=carry_over)
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys, carry_over_keys=carry_over)
     prompts = heard(record)
     n = len(GREETING["en"])
     if carry_over:
@@ -53,11 +59,8 @@ async def test_hash_after_full_length_entries(ivrpay: Ivrpay, carry_over: bool) 
 
 
 async def test_the_hash_of_a_bad_expiry_stops_the_error_prompt_only_once(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
     keys = [f"{VISA}#", "1330#", EXPIRY, "123", "1"]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     start = prompts.index("enter_expiry")
     # The '#' stops "that expiry date is not valid", which is then played whole.
@@ -92,11 +95,8 @@ async def test_a_nineteen_digit_number_and_its_hash(ivrpay: Ivrpay) -> None:
 
 async def test_barge_in_during_an_error_prompt_keeps_every_key(ivrpay: Ivrpay) -> None:
     """The key that stops the error prompt is the first digit of the next entry."""
-    payment = await ivrpay.create_payment(language="en")
     keys = ["4111111111111112#", f"~{VISA}#", "1330", f"~{EXPIRY}", "12#", "~123", "1"]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     n = len(GREETING["en"])
     assert prompts[n:] == [
@@ -126,10 +126,7 @@ async def test_barge_in_during_an_error_prompt_keeps_every_key(ivrpay: Ivrpay) -
 
 
 async def test_barge_in_during_the_greeting_begins_the_card_number(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([f"~{VISA}#", EXPIRY, "123", "1"], code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, [f"~{VISA}#", EXPIRY, "123", "1"])
     prompts = heard(record)
     assert prompts[:3] == ["welcome", "silence", "enter_expiry"]
     assert record.prompts[0].interrupted
@@ -137,10 +134,7 @@ async def test_barge_in_during_the_greeting_begins_the_card_number(ivrpay: Ivrpa
 
 
 async def test_barge_in_at_the_confirmation(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([f"{VISA}#", EXPIRY, "123", "~1"], code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    _, record = await keyed_call(ivrpay, [f"{VISA}#", EXPIRY, "123", "~1"])
     prompts = heard(record)
     # "Card ending…" stopped by the '1': no need to hear the rest.
     assert prompts[-5:] == [
@@ -154,10 +148,7 @@ async def test_barge_in_at_the_confirmation(ivrpay: Ivrpay) -> None:
 
 async def test_digits_ended_by_the_timeout_are_an_entry(ivrpay: Ivrpay) -> None:
     """A caller who forgets the '#': GET DATA answers the digits with (timeout)."""
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([VISA, "12", "_"], code=payment["code"])
-
-    ended(record, "FAILED", payment)
+    _, record = await keyed_call(ivrpay, [VISA, "12", "_"], "FAILED")
     prompts = heard(record)
     n = len(GREETING["en"])
     # The number is taken; "12" is a (wrong) expiry, not silence; then silence.
@@ -184,11 +175,8 @@ async def test_the_hash_after_a_keyed_code_stops_the_greeting_once(ivrpay: Ivrpa
 async def test_barge_in_during_the_decline_message(ivrpay: Ivrpay) -> None:
     """ "This card cannot be used…" is an error prompt: a caller who already knows to press 1
     for another card loses nothing."""
-    payment = await ivrpay.create_payment(language="en")
     keys = ["4000000000000002#", EXPIRY, "123", "1", "~1", *pay_keys("5555555555554444")]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     first = prompts.index("declined")
     assert prompts[first : first + 2] == ["declined", "enter_card"]

@@ -15,8 +15,9 @@ from tests.e2e.callkit import (
     VISA,
     ended,
     heard,
+    held_call,
+    keyed_call,
     pay_keys,
-    simulated,
 )
 from tests.e2e.conftest import Ivrpay
 
@@ -48,10 +49,7 @@ async def test_zero_asks_for_the_operator(
 
 
 async def test_zero_at_the_decline_choice(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([*pay_keys("4000000000000002"), "0"], code=payment["code"])
-
-    ended(record, "OPERATOR", payment)
+    payment, record = await keyed_call(ivrpay, [*pay_keys("4000000000000002"), "0"], "OPERATOR")
     assert heard(record)[-3:] == ["declined", "declined_options", "connecting_operator"]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "abandoned"
@@ -59,9 +57,7 @@ async def test_zero_at_the_decline_choice(ivrpay: Ivrpay) -> None:
 
 
 async def test_a_zero_inside_a_number_is_a_digit(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call(pay_keys("3530111333300000"), code=payment["code"])
-    ended(record, "SUCCEEDED", payment)
+    await keyed_call(ivrpay, pay_keys("3530111333300000"))
 
 
 async def test_the_abandoned_payment_is_taken_up_again(ivrpay: Ivrpay) -> None:
@@ -81,10 +77,9 @@ class TestBusy:
 
     async def test_a_call_beyond_the_limit_is_turned_away_politely(self, ivrpay: Ivrpay) -> None:
         payment = await ivrpay.create_payment(language="en", operator=OPERATOR)
-        first = simulated(ivrpay, pay_keys(), code=payment["code"])
-        held = first.pause_at("GET DATA ivrpay/enter_card")
-        await first.start()
-        await held.reached()
+        first, held = await held_call(
+            ivrpay, pay_keys(), "GET DATA ivrpay/enter_card", code=payment["code"]
+        )
 
         other = await ivrpay.create_payment(language="en")
         busy = await ivrpay.call(pay_keys(), code=other["code"], transferrer=TRANSFERRER)
@@ -105,10 +100,7 @@ class TestBusy:
 
 
 async def test_no_answer_at_the_confirmation_goes_back_to_the_operator(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([*pay_keys()[:3], "_", "9", "_"], code=payment["code"])
-
-    ended(record, "OPERATOR", payment)
+    payment, record = await keyed_call(ivrpay, [*pay_keys()[:3], "_", "9", "_"], "OPERATOR")
     prompts = heard(record)
     assert prompts.count("confirm_pay_press") == 3
     assert prompts[-1] == "connecting_operator"
@@ -119,10 +111,9 @@ async def test_no_answer_at_the_confirmation_goes_back_to_the_operator(ivrpay: I
 
 
 async def test_no_choice_after_a_decline_fails_with_the_gateways_code(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([*pay_keys("4000000000009995"), "_", "_", "_"], code=payment["code"])
-
-    ended(record, "FAILED", payment)
+    payment, record = await keyed_call(
+        ivrpay, [*pay_keys("4000000000009995"), "_", "_", "_"], "FAILED"
+    )
     assert heard(record)[-2:] == ["declined_options", "connecting_back"]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "failed"

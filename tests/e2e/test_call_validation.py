@@ -14,6 +14,7 @@ from tests.e2e.callkit import (
     confirm_prompts,
     ended,
     heard,
+    keyed_call,
     past_expiry,
     pay_keys,
 )
@@ -36,10 +37,7 @@ NUMBER_FAILURES = [
 async def test_a_bad_card_number_then_a_good_one(
     ivrpay: Ivrpay, why: str, entry: str, error: str
 ) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([entry, *pay_keys()], code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, [entry, *pay_keys()])
     prompts = heard(record)
     assert prompts[: len(GREETING["en"]) + 4] == [
         *GREETING["en"],
@@ -69,10 +67,7 @@ EXPIRY_FAILURES = [
 async def test_a_bad_expiry_then_a_good_one(
     ivrpay: Ivrpay, why: str, entry: str, error: str
 ) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([f"{VISA}#", entry, EXPIRY, "123", "1"], code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, [f"{VISA}#", entry, EXPIRY, "123", "1"])
     prompts = heard(record)
     start = prompts.index("enter_expiry")
     assert prompts[start : start + 4] == [
@@ -146,10 +141,7 @@ async def test_the_attempt_limit_fails_the_payment(
 
 
 async def test_silence_replays_the_prompt_and_uses_an_attempt(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call(["_", f"{VISA}#", "_", EXPIRY, "123", "1"], code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, ["_", f"{VISA}#", "_", EXPIRY, "123", "1"])
     prompts = heard(record)
     n = len(GREETING["en"])
     assert prompts[n : n + 7] == [
@@ -166,11 +158,8 @@ async def test_silence_replays_the_prompt_and_uses_an_attempt(ivrpay: Ivrpay) ->
 
 
 async def test_a_star_replays_the_prompt_without_using_an_attempt(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
     keys = ["4111*", f"{VISA}#", "1*", EXPIRY, "*", "123", "*", "1"]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     n = len(GREETING["en"])
     assert prompts[n : n + 6] == [
@@ -189,11 +178,8 @@ async def test_a_star_replays_the_prompt_without_using_an_attempt(ivrpay: Ivrpay
 
 
 async def test_two_at_the_confirmation_starts_again_from_the_card_number(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
     keys = [*pay_keys()[:3], "2", *pay_keys("5555555555554444")]
-    record = await ivrpay.call(keys, code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, keys)
     prompts = heard(record)
     n = len(GREETING["en"])
     assert prompts[n:] == [
@@ -215,10 +201,7 @@ async def test_two_at_the_confirmation_starts_again_from_the_card_number(ivrpay:
 
 
 async def test_a_wrong_key_at_the_confirmation_asks_again(ivrpay: Ivrpay) -> None:
-    payment = await ivrpay.create_payment(language="en")
-    record = await ivrpay.call([*pay_keys()[:3], "7", "_", "1"], code=payment["code"])
-
-    ended(record, "SUCCEEDED", payment)
+    payment, record = await keyed_call(ivrpay, [*pay_keys()[:3], "7", "_", "1"])
     prompts = heard(record)
     assert prompts.count("confirm_pay_press") == 3
     assert "no_input" in prompts
@@ -241,11 +224,8 @@ class TestConfiguration:
     async def test_brand_not_accepted_by_configuration_no_code_no_confirm(
         self, ivrpay: Ivrpay
     ) -> None:
-        payment = await ivrpay.create_payment(language="en")
         keys = ["5555555555554444#", "3530111333300000#", EXPIRY]
-        record = await ivrpay.call(keys, code=payment["code"])
-
-        ended(record, "SUCCEEDED", payment)
+        payment, record = await keyed_call(ivrpay, keys)
         n = len(GREETING["en"])
         assert heard(record)[n:] == [
             "enter_card",
@@ -261,10 +241,7 @@ class TestConfiguration:
         assert after["progress"]["attempts"] == {"card_number": 1}
 
     async def test_attempts_setting_is_the_limit(self, ivrpay: Ivrpay) -> None:
-        payment = await ivrpay.create_payment(language="en")
-        record = await ivrpay.call([f"{VISA}#", "_", "0099"], code=payment["code"])
-
-        ended(record, "FAILED", payment)
+        payment, record = await keyed_call(ivrpay, [f"{VISA}#", "_", "0099"], "FAILED")
         assert heard(record)[-4:] == ["no_input", "enter_expiry", "input_failed", "connecting_back"]
         after = await ivrpay.payment(payment["id"])
         assert after["error"]["code"] == "invalid_expiry"

@@ -189,16 +189,11 @@ def test_everything_below_twenty_thousand(lang: str) -> None:
         assert spoken(amount_prompts(n, lang), lang) == REFERENCE[lang](n), n
 
 
+@pytest.mark.parametrize("lang", ["ja", "en"])
 @settings(max_examples=1500, deadline=None)
 @given(st.integers(0, MAX_AMOUNT))
-def test_property_ja(amount: int) -> None:
-    assert spoken(amount_prompts(amount, "ja"), "ja") == ja_reference(amount)
-
-
-@settings(max_examples=1500, deadline=None)
-@given(st.integers(0, MAX_AMOUNT))
-def test_property_en(amount: int) -> None:
-    assert spoken(amount_prompts(amount, "en"), "en") == en_reference(amount)
+def test_property(lang: str, amount: int) -> None:
+    assert spoken(amount_prompts(amount, lang), lang) == REFERENCE[lang](amount)
 
 
 def _covering_amounts() -> set[int]:

@@ -24,6 +24,22 @@ def yymm() -> str:
     return mmyy[2:] + mmyy[:2]
 
 
+def _exec_of(e: dict[str, str], order_id: str) -> dict[str, object]:
+    """The ExecTran fields every payment (Method 1) of the order ``e`` opened starts with."""
+    return dict(AccessID=e["AccessID"], AccessPass=e["AccessPass"], OrderID=order_id, Method=1)
+
+
+def card_exec(e: dict[str, str], order_id: str, card: str = VISA) -> dict[str, object]:
+    """The ExecTran fields of a payment with a keyed card."""
+    return {**_exec_of(e, order_id), "CardNo": card, "Expire": yymm()}
+
+
+def member_exec(e: dict[str, str], order_id: str, member_id: str) -> dict[str, object]:
+    """The ExecTran fields of a payment with a card stored for ``member_id``; the caller adds
+    CardSeq (and SecurityCode)."""
+    return {**_exec_of(e, order_id), **SITE, "MemberID": member_id, "SeqMode": 0}
+
+
 class Raw:
     """POSTs form bodies (cp932) and splits answers naively: these tests choose their values."""
 
@@ -50,16 +66,8 @@ class Raw:
         return ans
 
     async def charge(self, order_id: str, card: str = VISA, **extra: object) -> dict[str, str]:
-        e = await self.entry(order_id)
-        params = dict(
-            AccessID=e["AccessID"],
-            AccessPass=e["AccessPass"],
-            OrderID=order_id,
-            Method=1,
-            CardNo=card,
-            Expire=yymm(),
-        )
-        params.update(extra)  # type: ignore[arg-type]
+        params = card_exec(await self.entry(order_id), order_id, card)
+        params.update(extra)
         return await self.post("ExecTran", **params)
 
 
@@ -207,14 +215,7 @@ async def test_other_brands_are_approved(raw: Raw, card: str) -> None:
 
 async def test_exec_twice_is_already_settled_and_counted(raw: Raw, sandbox: Sandbox) -> None:
     e = await raw.entry("X-05")
-    params = dict(
-        AccessID=e["AccessID"],
-        AccessPass=e["AccessPass"],
-        OrderID="X-05",
-        Method=1,
-        CardNo=VISA,
-        Expire=yymm(),
-    )
+    params = card_exec(e, "X-05")
     assert "TranID" in await raw.post("ExecTran", **params)
     assert errinfo(await raw.post("ExecTran", **params)) == ["E11010001"]
     order = sandbox.state.order("X-05")
@@ -231,15 +232,7 @@ async def test_exec_method_rules(raw: Raw) -> None:
 
 async def test_exec_order_id_must_match(raw: Raw) -> None:
     e = await raw.entry("X-10")
-    ans = await raw.post(
-        "ExecTran",
-        AccessID=e["AccessID"],
-        AccessPass=e["AccessPass"],
-        OrderID="X-99",
-        Method=1,
-        CardNo=VISA,
-        Expire=yymm(),
-    )
+    ans = await raw.post("ExecTran", **card_exec(e, "X-99"))
     assert errinfo(ans) == ["E01110002"]
 
 
@@ -247,15 +240,7 @@ async def test_lost_answer_card_is_charged_but_not_answered(raw: Raw, sandbox: S
     e = await raw.entry("X-11")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as short:
         with pytest.raises(TimeoutError):
-            await Raw(short, sandbox.url).post(
-                "ExecTran",
-                AccessID=e["AccessID"],
-                AccessPass=e["AccessPass"],
-                OrderID="X-11",
-                Method=1,
-                CardNo=LOST_ANSWER_CARD,
-                Expire=yymm(),
-            )
+            await Raw(short, sandbox.url).post("ExecTran", **card_exec(e, "X-11", LOST_ANSWER_CARD))
     order = sandbox.state.order("X-11")
     assert order is not None and (order["status"], order["successes"]) == ("AUTH", 1)
 
@@ -275,15 +260,7 @@ async def _alter(raw: Raw, e: dict[str, str], job: str, **extra: object) -> dict
 async def test_alter_tran_transitions(raw: Raw) -> None:
     e = await raw.entry("A-01", 5000)
     assert errinfo(await _alter(raw, e, "VOID")) == ["E01050004"]  # not executed yet
-    await raw.post(
-        "ExecTran",
-        AccessID=e["AccessID"],
-        AccessPass=e["AccessPass"],
-        OrderID="A-01",
-        Method=1,
-        CardNo=VISA,
-        Expire=yymm(),
-    )
+    await raw.post("ExecTran", **card_exec(e, "A-01"))
     assert errinfo(await _alter(raw, e, "SALES")) == ["E01060001"]
     assert errinfo(await _alter(raw, e, "SALES", Amount=4000)) == ["E01060010"]
     assert errinfo(await _alter(raw, e, "RETURN")) == ["E01050004"]  # an AUTH is voided
@@ -447,15 +424,7 @@ async def test_traded_card_and_stored_card_exec(raw: Raw, sandbox: Sandbox) -> N
     missing = await raw.post("TradedCard", **SHOP, **SITE, OrderID="T-09", MemberID="c4")
     assert errinfo(missing) == ["E01110002"]
     e = await raw.entry("T3-01")
-    stored_exec = dict(
-        AccessID=e["AccessID"],
-        AccessPass=e["AccessPass"],
-        OrderID="T3-01",
-        Method=1,
-        **SITE,
-        MemberID="c4",
-        SeqMode=0,
-    )
+    stored_exec = member_exec(e, "T3-01", "c4")
     assert errinfo(await raw.post("ExecTran", **stored_exec, CardSeq=4)) == ["E01240002"]
     assert errinfo(await raw.post("ExecTran", **stored_exec)) == ["E01230001"]
     assert errinfo(await raw.post("ExecTran", **stored_exec, CardSeq=0, SecurityCode=12)) == [
@@ -511,17 +480,7 @@ async def test_digits_other_than_ascii_are_format_errors_not_crashes(
     deleted = await raw.post("DeleteCard", **SITE, MemberID="d1", SeqMode=0, CardSeq="①")
     assert errinfo(deleted) == ["E01230006"]
     e = await raw.entry("D-08")
-    stored = await raw.post(
-        "ExecTran",
-        AccessID=e["AccessID"],
-        AccessPass=e["AccessPass"],
-        OrderID="D-08",
-        Method=1,
-        **SITE,
-        MemberID="d1",
-        SeqMode=0,
-        CardSeq="①",
-    )
+    stored = await raw.post("ExecTran", **member_exec(e, "D-08", "d1"), CardSeq="①")
     assert errinfo(stored) == ["E01230006"]
     assert sandbox.state.successes("D") == 0
 

@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 
 from ivrpay import store
+from ivrpay.gateway import GatewayClient, Outcome
+from tests.support.gateway import make_card
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
 LEASE_S = 30.0
@@ -64,6 +66,40 @@ async def processing(
     )
     await store.move_to_processing(pool, payment["id"], claim.token, order_id=order_id, now=now)
     return claim, order_id
+
+
+async def entered(
+    pool: asyncpg.Pool, gateway: GatewayClient, payment: dict[str, Any], *, now: datetime
+) -> tuple[store.Claim, str, Outcome]:
+    """Like :func:`processing`, but the attempt is opened at the (sandbox) gateway with EntryTran:
+    ``(claim, attempt order id, the EntryTran answer)``, ready for :func:`exec_card`."""
+    claim = await claimed(pool, payment, now=now)
+    order_id = await store.start_execution(
+        pool, payment["id"], claim.token, now=now, max_per_payment=3, max_per_call=2
+    )
+    entry = await gateway.entry_tran(order_id, "AUTH", payment["amount"])
+    assert entry.ok and entry.access_id and entry.access_pass
+    await store.record_entry(
+        pool,
+        payment["id"],
+        claim.token,
+        order_id=order_id,
+        access_id=entry.access_id,
+        access_pass=entry.access_pass,
+        now=now,
+    )
+    await store.move_to_processing(pool, payment["id"], claim.token, order_id=order_id, now=now)
+    return claim, order_id, entry
+
+
+async def exec_card(gateway: GatewayClient, order_id: str, entry: Outcome, number: str) -> Outcome:
+    """ExecTran of an :func:`entered` attempt with ``number``; the card is wiped afterwards."""
+    assert entry.access_id and entry.access_pass
+    card = make_card(number)
+    try:
+        return await gateway.exec_tran(order_id, entry.access_id, entry.access_pass, card)
+    finally:
+        card.wipe()
 
 
 SUCCESS = {

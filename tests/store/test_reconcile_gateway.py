@@ -10,8 +10,7 @@ import asyncpg
 from ivrpay import store
 from ivrpay.gateway import GatewayClient
 from ivrpay.workers import Reconciler, gateway_reconciler
-from tests.store.helpers import claimed, new_payment
-from tests.support.gateway import make_card
+from tests.store.helpers import entered, exec_card, new_payment
 
 BACKOFF = (30, 60, 120, 300, 900)
 
@@ -22,29 +21,10 @@ async def _unknown_after(
     """A payment whose attempt went to the gateway at ``sent_at`` (EntryTran, and ExecTran when
     ``execute``) and whose answer the call never got."""
     p = await new_payment(pool, now=sent_at - timedelta(minutes=1))
-    claim = await claimed(pool, p, now=sent_at)
+    claim, order_id, entry = await entered(pool, gw, p, now=sent_at)
     tok = claim.token
-    order_id = await store.start_execution(
-        pool, p["id"], tok, now=sent_at, max_per_payment=3, max_per_call=2
-    )
-    entry = await gw.entry_tran(order_id, "AUTH", p["amount"])
-    assert entry.ok
-    await store.record_entry(
-        pool,
-        p["id"],
-        tok,
-        order_id=order_id,
-        access_id=entry.access_id,
-        access_pass=entry.access_pass,
-        now=sent_at,
-    )
-    await store.move_to_processing(pool, p["id"], tok, order_id=order_id, now=sent_at)
     if execute:
-        card = make_card("4111111111111111")
-        try:
-            assert (await gw.exec_tran(order_id, entry.access_id, entry.access_pass, card)).ok
-        finally:
-            card.wipe()
+        assert (await exec_card(gw, order_id, entry, "4111111111111111")).ok
     await store.record_gateway_result(
         pool, p["id"], tok, order_id=order_id, status="unknown", now=sent_at,
         card={"brand": "VISA", "last4": "1111"},

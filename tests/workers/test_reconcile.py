@@ -9,7 +9,7 @@ from ivrpay import store
 from ivrpay.gateway import GatewayClient
 from ivrpay.sandbox import Sandbox
 from ivrpay.workers import Reconciler, gateway_reconciler
-from tests.store.helpers import at, claimed, new_payment
+from tests.store.helpers import at, claimed, entered, exec_card, new_payment
 from tests.support.gateway import GATEWAY_TIMEOUT_CARD, make_card
 
 BACKOFF = (30, 60, 120, 300, 900)
@@ -21,27 +21,9 @@ async def test_unprocessed_is_trusted_by_the_reconcilers_clock(
     """4000000000000101 sent at 0 s (years away from the client's clock): unknown while the send
     is younger than reconcile_after_s (300 s) at the run's ``now``, then failed."""
     p = await new_payment(pool, now=at(0))
-    tok = (await claimed(pool, p, now=at(0))).token
-    order_id = await store.start_execution(
-        pool, p["id"], tok, now=at(0), max_per_payment=3, max_per_call=2
-    )
-    entry = await gateway_client.entry_tran(order_id, "AUTH", p["amount"])
-    assert entry.ok and entry.access_id and entry.access_pass
-    await store.record_entry(
-        pool,
-        p["id"],
-        tok,
-        order_id=order_id,
-        access_id=entry.access_id,
-        access_pass=entry.access_pass,
-        now=at(0),
-    )
-    await store.move_to_processing(pool, p["id"], tok, order_id=order_id, now=at(0))
-    card = make_card(GATEWAY_TIMEOUT_CARD)
-    try:
-        sent = await gateway_client.exec_tran(order_id, entry.access_id, entry.access_pass, card)
-    finally:
-        card.wipe()
+    claim, order_id, entry = await entered(pool, gateway_client, p, now=at(0))
+    tok = claim.token
+    sent = await exec_card(gateway_client, order_id, entry, GATEWAY_TIMEOUT_CARD)
     assert (sent.kind, sent.err_code) == ("unknown", "E91020001")
     await store.record_gateway_result(
         pool, p["id"], tok, order_id=order_id, status="unknown", now=at(0),
@@ -49,13 +31,7 @@ async def test_unprocessed_is_trusted_by_the_reconcilers_clock(
     )  # fmt: skip
     await store.end_call(pool, p["id"], tok, now=at(1))
 
-    reconciler = Reconciler(
-        pool,
-        gateway_reconciler(gateway_client, pool),
-        backoff_s=BACKOFF,
-        horizon_s=86400,
-        interval_s=1,
-    )
+    reconciler = _reconciler(pool, gateway_client)
     assert await reconciler.run_once(at(1)) == 1
     assert await reconciler.run_once(at(31)) == 1  # 31 s after the send: still too soon
     assert (await store.get_payment(pool, p["id"]))["status"] == "unknown"

@@ -13,8 +13,7 @@ from ivrpay import store
 from ivrpay.gateway import GatewayClient
 from ivrpay.sandbox import Sandbox
 from ivrpay.workers import RegistrationOutcome, RegistrationRetrier, gateway_registrar
-from tests.store.helpers import at, claimed, new_payment
-from tests.support.gateway import make_card
+from tests.store.helpers import at, entered, exec_card, new_payment
 
 BACKOFF = (30, 60, 120, 300, 900)
 DAY = 86400.0
@@ -29,28 +28,10 @@ async def _charged(
     entered, so the gateway will refuse to store its card."""
     now = at(0)
     p = await new_payment(pool, operation="charge_and_register", member_id=member_id, now=now)
-    tok = (await claimed(pool, p, now=now)).token
-    order_id = await store.start_execution(
-        pool, p["id"], tok, now=now, max_per_payment=3, max_per_call=2
-    )
-    entry = await gw.entry_tran(order_id, "AUTH", p["amount"])
-    assert entry.ok and entry.access_id and entry.access_pass
-    await store.record_entry(
-        pool,
-        p["id"],
-        tok,
-        order_id=order_id,
-        access_id=entry.access_id,
-        access_pass=entry.access_pass,
-        now=now,
-    )
-    await store.move_to_processing(pool, p["id"], tok, order_id=order_id, now=now)
+    claim, order_id, entry = await entered(pool, gw, p, now=now)
+    tok = claim.token
     if execute:
-        card = make_card("4111111111111111")
-        try:
-            assert (await gw.exec_tran(order_id, entry.access_id, entry.access_pass, card)).ok
-        finally:
-            card.wipe()
+        assert (await exec_card(gw, order_id, entry, "4111111111111111")).ok
     await store.record_gateway_result(
         pool, p["id"], tok, order_id=order_id, status="succeeded", now=now,
         result={"approve": "1234567", "tran_id": "1" * 28}, card={"brand": "VISA", "last4": "1111"},
