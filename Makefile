@@ -1,5 +1,6 @@
 # ivrpay — the commands a newcomer needs. Every target installs what it needs first.
-PYTHON ?= python3.11
+# Python 3.11 or newer: python3.11 when it is there, else python3.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -9,7 +10,10 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "ivrpay needs Python 3.11 or newer (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
+	  { echo "could not create .venv: on Debian/Ubuntu, apt-get install python3-venv"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
