@@ -47,6 +47,20 @@ from ivrpay.metrics import CALL_OUTCOMES, CALLS_IN_FLIGHT
 
 log = structlog.get_logger(__name__)
 
+# Every IVRPAY_STATUS the call may leave for the dialplan (product.md, "End states").
+IVRPAY_STATUSES = (
+    "SUCCEEDED",
+    "FAILED",
+    "OPERATOR",
+    "ERROR",
+    "UNKNOWN",
+    "CANCELED",
+    "EXPIRED",
+    "IN_USE",
+    "NOT_FOUND",
+    "BUSY",
+)
+
 CODE_LENGTH = 6
 CARD_MAX_DIGITS = 19
 _CODE = re.compile(r"\d{6}")
@@ -77,6 +91,8 @@ class End(Exception):
         payment_status: str | None = None,
         error: dict[str, Any] | None = None,
     ) -> None:
+        if status not in IVRPAY_STATUSES:
+            raise ValueError(f"not an IVRPAY_STATUS the dialplan knows: {status}")
         super().__init__(status)
         self.status = status
         self.prompts = prompts

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ivrpay.config import Settings
+from ivrpay.flow.call import IVRPAY_STATUSES
 from tests.dialplan.asterisk_conf import Category, load_conf, parse_conf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,18 +127,7 @@ def test_guide_covers_the_pbx_rules(rule: str) -> None:
 
 def test_guide_explains_every_status() -> None:
     guide = GUIDE.read_text(encoding="utf-8")
-    statuses = {
-        "SUCCEEDED",
-        "FAILED",
-        "OPERATOR",
-        "ERROR",
-        "UNKNOWN",
-        "CANCELED",
-        "EXPIRED",
-        "IN_USE",
-        "NOT_FOUND",
-        "BUSY",
-    }
+    statuses = set(IVRPAY_STATUSES)
     section = guide.split("What IVRPAY_STATUS means for the operator", 1)[1]
     section = section.split("Troubleshooting", 1)[0]
     assert {s for s in statuses if f"* - ``{s}``" in section} == statuses

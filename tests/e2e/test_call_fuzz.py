@@ -8,22 +8,12 @@ import random
 
 import pytest
 
+from ivrpay.flow.call import IVRPAY_STATUSES
 from ivrpay.logging import configure
 from tests.e2e.callkit import EXPIRY, clean
 from tests.e2e.conftest import Ivrpay
 
-STATUSES = {
-    "SUCCEEDED",
-    "FAILED",
-    "OPERATOR",
-    "ERROR",
-    "UNKNOWN",
-    "CANCELED",
-    "EXPIRED",
-    "IN_USE",
-    "NOT_FOUND",
-    "BUSY",
-}
+STATUSES = set(IVRPAY_STATUSES)
 PAYMENT_STATUSES = {"succeeded", "failed", "abandoned", "unknown", "canceled", "in_call"}
 _FRAGMENTS = [
     "4111111111111111#",
