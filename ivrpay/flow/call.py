@@ -515,7 +515,7 @@ class Call:
         if not entry.ok:
             # ExecTran was never sent: nothing can have been charged.
             self.card.wipe()
-            return await self._record_system_error(order_id, entry, processing=False)
+            return await self._record_system_error(entry)
         await store.record_entry(
             pool,
             pid,
@@ -598,9 +598,7 @@ class Call:
         self._last_error = error
         return outcome
 
-    async def _record_system_error(
-        self, order_id: str, outcome: Outcome, *, processing: bool
-    ) -> Outcome:
+    async def _record_system_error(self, outcome: Outcome) -> Outcome:
         error = _error_of(outcome)
         error["category"] = "system"
         self._last_error = error

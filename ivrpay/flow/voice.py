@@ -21,9 +21,9 @@ from enum import Enum
 from typing import NoReturn
 
 from ivrpay.flow.channel import Channel
+from ivrpay.flow.prompts import P
 
 ALL_KEYS = "0123456789*#"
-SILENCE = "silence"  # a short silent prompt: GET DATA needs a file to play
 
 
 def prompt_path(prompt_id: str) -> str:
@@ -95,7 +95,9 @@ class Voice:
         elif first == "*" or max_digits == 1:
             digits, timed_out = first, False
         else:
-            rest, timed_out = await self._get_data(SILENCE, max_digits - 1)
+            rest, timed_out = await self._get_data(
+                P.silence, max_digits - 1
+            )  # GET DATA needs a file
             digits = first + rest
         self._after_full = len(digits) == max_digits
         return _classify(digits, timed_out)
