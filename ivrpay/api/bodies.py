@@ -2,7 +2,8 @@
 
 Bodies are read with a small limit of our own (the application's ``client_max_size`` stays large for
 the operator screen's uploads). Malformed JSON is ``400``; NaN/Infinity and absurd nesting are
-malformed too, since PostgreSQL and most clients cannot take them.
+malformed too, since PostgreSQL and most clients cannot take them. A body that is not
+``application/json`` is ``415``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ivrpay.config import Settings
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+JSON_CONTENT_TYPE = "application/json"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -48,6 +50,15 @@ async def read_json(request: web.Request, *, required: bool) -> Any:
         if required:
             raise malformed("A JSON body is required.")
         return None
+    # Only a body is judged by its type: an action route's empty POST needs no Content-Type.
+    if request.content_type != JSON_CONTENT_TYPE:
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            f"The body must be {JSON_CONTENT_TYPE}.",
+            title="Unsupported Media Type",
+            headers={"Accept-Post": JSON_CONTENT_TYPE},
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -410,6 +410,7 @@ _PROBLEM_TEXT = {
     404: "No such payment.",
     409: "The payment's state does not allow this, or an idempotency key clash.",
     413: "Request body too large.",
+    415: "The body is not application/json.",
     422: "Invalid fields; see errors.",
     502: "The payment gateway refused or failed; nothing was changed.",
     503: "A dependency (database, payment gateway, live events) is not available; retry later.",
@@ -461,7 +462,7 @@ _REPLAYED_HEADER = {
 def _action(name: str, summary: str, extra: dict[int, Any] | None = None) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": _json("The payment after the action.", _ref("Payment"), _REPLAYED_HEADER),
-        **{str(s): _problem(s) for s in (400, 401, 404, 409, 413, 422, 503)},
+        **{str(s): _problem(s) for s in (400, 401, 404, 409, 413, 415, 422, 503)},
     }
     for status, value in (extra or {}).items():
         responses[str(status)] = value
@@ -561,7 +562,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _json("The new payment.", _ref("Payment"), _REPLAYED_HEADER),
-                    **{str(s): _problem(s) for s in (400, 401, 409, 413, 422, 503)},
+                    **{str(s): _problem(s) for s in (400, 401, 409, 413, 415, 422, 503)},
                 },
             },
             "get": {

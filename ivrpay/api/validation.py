@@ -16,7 +16,7 @@ from typing import Any
 from multidict import MultiMapping
 
 from ivrpay.api.problems import FieldError, validation_failed
-from ivrpay.card.rules import MAX_CARD_DIGITS, CardNumberCheck, check_card_number
+from ivrpay.card.scan import holds_card_number, json_holds_card_number
 from ivrpay.config import Settings
 from ivrpay.store.states import STATUSES  # the state machine's own list, re-used as is
 
@@ -52,7 +52,6 @@ CREATE_FIELDS = (
 LIST_PARAMS = ("order_id", "status", "updated_since", "cursor", "limit")
 
 CARD_NUMBER_MESSAGE = "must not contain a card number (card data never passes through the API)"
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){11,18}(?![0-9])")
 _RFC3339 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?)"
     r"(?:([Zz])|([+\- ])([0-9]{2}:[0-9]{2}))"
@@ -126,21 +125,9 @@ def _string(errs: _Errors, name: str, value: Any, pattern: str, what: str) -> st
     return value
 
 
-def looks_like_card_number(text: str) -> bool:
-    """A run of 12–19 digits (single spaces or hyphens between them allowed) that is a valid card
-    number of a known brand: card data never passes through the API into a row, a webhook or a
-    log, even when a client puts it where it does not belong."""
-    for m in _DIGIT_RUN.finditer(text):
-        digits = re.sub(r"[ -]", "", m.group())
-        check = check_card_number(digits, max_digits=MAX_CARD_DIGITS).check
-        if check in (CardNumberCheck.ok, CardNumberCheck.brand_not_accepted):
-            return True
-    return False
-
-
 def _json_text_ok(value: Any) -> str | None:
     """Why a JSON value may not be stored: PostgreSQL jsonb refuses NUL and lone surrogates, and
-    nothing may hold a card number."""
+    nothing may hold a card number, in any form (``ivrpay.card.scan`` says which)."""
     stack = [value]
     while stack:
         v = stack.pop()
@@ -149,8 +136,6 @@ def _json_text_ok(value: Any) -> str | None:
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
-        elif isinstance(v, int) and not isinstance(v, bool):
-            stack.append(str(v))
         elif isinstance(v, str):
             if "\x00" in v:
                 return "must not contain NUL characters"
@@ -158,8 +143,8 @@ def _json_text_ok(value: Any) -> str | None:
                 v.encode("utf-8")
             except UnicodeEncodeError:
                 return "must be valid Unicode text"
-            if looks_like_card_number(v):
-                return CARD_NUMBER_MESSAGE
+    if json_holds_card_number(value):
+        return CARD_NUMBER_MESSAGE
     return None
 
 
@@ -318,9 +303,9 @@ def _operator(errs: _Errors, value: Any, settings: Settings) -> dict[str, str] |
         errs.add("operator.callback", "is required")
     elif not isinstance(callback, str):
         errs.add("operator.callback", "must be a string")
-    elif _json_text_ok(callback) is not None or not re.fullmatch(
-        settings.callback_pattern, callback
-    ):
+    elif (why := _json_text_ok(callback)) is not None:
+        errs.add("operator.callback", why)
+    elif not re.fullmatch(settings.callback_pattern, callback):
         errs.add("operator.callback", "is not an allowed dial string (IVRPAY_CALLBACK_PATTERN)")
     else:
         out["callback"] = callback
@@ -413,4 +398,7 @@ def check_idempotency_key(value: str | None) -> str | None:
         raise validation_failed(
             [FieldError("Idempotency-Key", "must be 1–255 visible ASCII characters")]
         )
+    # Kept only as a hash, but refused all the same: a card number has no business in a header.
+    if holds_card_number([value]):
+        raise validation_failed([FieldError("Idempotency-Key", CARD_NUMBER_MESSAGE)])
     return value

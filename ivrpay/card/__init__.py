@@ -16,6 +16,7 @@ from ivrpay.card.rules import (
     luhn_ok,
     security_code_length,
 )
+from ivrpay.card.scan import holds_card_number, json_holds_card_number
 
 __all__ = [
     "BRAND_LENGTHS",
@@ -31,6 +32,8 @@ __all__ = [
     "check_card_number",
     "check_expiry",
     "check_security_code",
+    "holds_card_number",
+    "json_holds_card_number",
     "luhn_ok",
     "security_code_length",
 ]

@@ -1,8 +1,8 @@
 """API clients, screen users, audit rows and idempotency keys.
 
 API keys are kept as SHA-256 hashes only (they are long random strings, so a fast hash is
-enough) and looked up by hash. Passwords are hashed with scrypt. Webhook secrets are kept in clear:
-signing needs them.
+enough) and looked up by hash; so are Idempotency-Keys (compared, never shown). Passwords are
+hashed with scrypt. Webhook secrets are kept in clear: signing needs them.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ _UNSET: Any = ...
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _idempotency_key_hash(key: str) -> str:
+    """What is kept of an Idempotency-Key (sql/005): its hex SHA-256, never the key itself."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def _key_hash(api_key: str) -> bytes:
@@ -326,13 +331,14 @@ async def begin_idempotent(
     cid = parse_id(client_id)
     if cid is None:
         raise NotFound("API client not found")
+    hashed = _idempotency_key_hash(key)
     async with transaction(db) as conn:
         inserted = await conn.fetchval(
-            """INSERT INTO idempotency_keys (client_id, key, request_hash, state, locked_until,
+            """INSERT INTO idempotency_keys (client_id, key_hash, request_hash, state, locked_until,
                    created_at, expires_at) VALUES ($1, $2, $3, 'running', $4, $5, $6)
-               ON CONFLICT (client_id, key) DO NOTHING RETURNING key""",
+               ON CONFLICT (client_id, key_hash) DO NOTHING RETURNING key_hash""",
             cid,
-            key,
+            hashed,
             request_hash,
             now + seconds(lock_s),
             now,
@@ -341,9 +347,9 @@ async def begin_idempotent(
         if inserted is not None:
             return None
         row = await conn.fetchrow(
-            "SELECT * FROM idempotency_keys WHERE client_id = $1 AND key = $2 FOR UPDATE",
+            "SELECT * FROM idempotency_keys WHERE client_id = $1 AND key_hash = $2 FOR UPDATE",
             cid,
-            key,
+            hashed,
         )
         if (
             row is None
@@ -356,15 +362,16 @@ async def begin_idempotent(
         ):
             # Gone, past its 24 h, or its first request died: this request takes the key.
             await conn.execute(
-                """INSERT INTO idempotency_keys (client_id, key, request_hash, state,
+                """INSERT INTO idempotency_keys (client_id, key_hash, request_hash, state,
                        locked_until, created_at, expires_at)
                    VALUES ($1, $2, $3, 'running', $4, $5, $6)
-                   ON CONFLICT (client_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,
+                   ON CONFLICT (client_id, key_hash) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash,
                        state = 'running', locked_until = EXCLUDED.locked_until,
                        response_status = NULL, response_body = NULL,
                        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at""",
                 cid,
-                key,
+                hashed,
                 request_hash,
                 now + seconds(lock_s),
                 now,
@@ -398,13 +405,14 @@ async def finish_idempotent(
     cid = parse_id(client_id)
     if cid is None:
         raise NotFound("API client not found")
+    hashed = _idempotency_key_hash(key)
     async with connection(db) as conn:
         await conn.execute(
             """UPDATE idempotency_keys SET state = 'done', locked_until = NULL,
                    response_status = $3, response_body = $4
-               WHERE client_id = $1 AND key = $2""",
+               WHERE client_id = $1 AND key_hash = $2""",
             cid,
-            key,
+            hashed,
             int(status),
             dumps(body),
         )
@@ -415,9 +423,11 @@ async def abandon_idempotent(db: Db, *, client_id: Any, key: str) -> None:
     cid = parse_id(client_id)
     if cid is None:
         return
+    hashed = _idempotency_key_hash(key)
     async with connection(db) as conn:
         await conn.execute(
-            "DELETE FROM idempotency_keys WHERE client_id = $1 AND key = $2 AND state = 'running'",
+            """DELETE FROM idempotency_keys
+               WHERE client_id = $1 AND key_hash = $2 AND state = 'running'""",
             cid,
-            key,
+            hashed,
         )
