@@ -92,6 +92,13 @@ class Settings:
     reconcile_backoff_s: tuple[float, ...] = RECONCILE_BACKOFF_S
     retry_horizon_s: float = 24 * 3600.0
     worker_interval_s: float = 1.0
+    # The screen: sessions end after this long idle / at the latest; sign-in lockout after
+    # this many failures (per user and per address) within the window; uploaded prompt length.
+    session_idle_s: float = 1800.0
+    session_max_s: float = 12 * 3600.0
+    signin_max_failures: int = 5
+    signin_lockout_s: float = 900.0
+    prompt_max_s: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -143,6 +150,11 @@ class Settings:
             gateway_max_card_digits=r.int(
                 "IVRPAY_GATEWAY_MAX_CARD_DIGITS", d.gateway_max_card_digits, 12, 19
             ),
+            session_idle_s=r.float("IVRPAY_SESSION_IDLE_S", d.session_idle_s, 1, 86400),
+            session_max_s=r.float("IVRPAY_SESSION_MAX_S", d.session_max_s, 1, 7 * 86400),
+            signin_max_failures=r.int("IVRPAY_SIGNIN_MAX_FAILURES", d.signin_max_failures, 1, 100),
+            signin_lockout_s=r.float("IVRPAY_SIGNIN_LOCKOUT_S", d.signin_lockout_s, 1, 86400),
+            prompt_max_s=r.float("IVRPAY_PROMPT_MAX_S", d.prompt_max_s, 1, 600),
         )
         per_payment, per_call = r.executions(
             "IVRPAY_MAX_EXECUTIONS", (d.max_executions_per_payment, d.max_executions_per_call)

@@ -28,6 +28,7 @@ from ivrpay.config import ConfigError, Settings
 from ivrpay.flow.call import FlowDeps, busy_handler, pay_handler
 from ivrpay.flow.prompts import missing_prompts
 from ivrpay.gateway.client import GatewayClient
+from ivrpay.web import install_screen
 from ivrpay.workers import Workers
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,7 @@ class Service:
         )
         await self.workers.start()
         app = init_app(s, pool=self.db.pool, gateway=self.gateway, listener=self.listener)
+        install_screen(app)
         self.http = await start_http(
             app, s.http_listen.host, s.http_listen.port, shutdown_timeout=2.0
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -40,13 +41,26 @@ def _frame(seq: int, snapshot: dict[str, Any]) -> bytes:
     return f"id: {seq}\nevent: payment\ndata: {dumps(payment_json(snapshot))}\n\n".encode()
 
 
+Frame = Callable[[int, dict[str, Any]], Awaitable[bytes]]
+
+
+async def _json_frame(seq: int, snapshot: dict[str, Any]) -> bytes:
+    return _frame(seq, snapshot)
+
+
 @routes.get("/payments/{id}/events")
 async def payment_events(request: web.Request) -> web.StreamResponse:
+    return await stream_payment(request, request.match_info["id"], _json_frame)
+
+
+async def stream_payment(request: web.Request, payment_id: str, frame: Frame) -> web.StreamResponse:
+    """The SSE stream of one payment, each change written as ``await frame(seq, snapshot)``
+    (the API sends JSON; the operator screen sends its rendered live panel)."""
     pool = request.config_dict[keys.POOL]
     listener = request.config_dict[keys.LISTENER].value
     closing: asyncio.Event = request.config_dict[keys.CLOSING]
     keepalive_s: float = request.config_dict[keys.SSE_KEEPALIVE_S]
-    snapshot = await store.get_payment(pool, request.match_info["id"])
+    snapshot = await store.get_payment(pool, payment_id)
     if snapshot is None:
         raise not_found()
     if listener is None:
@@ -75,7 +89,7 @@ async def payment_events(request: web.Request) -> web.StreamResponse:
         closed = asyncio.ensure_future(closing.wait())
         try:
             if seq > last_sent:
-                await response.write(_frame(seq, snapshot))
+                await response.write(await frame(seq, snapshot))
                 last_sent = seq
             while not closing.is_set():
                 got = asyncio.ensure_future(queue.get())
@@ -96,7 +110,7 @@ async def payment_events(request: web.Request) -> web.StreamResponse:
                 snapshot = await store.get_payment(pool, payment_id)
                 if snapshot is None:
                     break
-                await response.write(_frame(newest, snapshot))
+                await response.write(await frame(newest, snapshot))
                 last_sent = newest
         except ConnectionError:
             pass  # the client went away

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -15,7 +16,12 @@ from ivrpay.api.bodies import idempotent, read_json
 from ivrpay.api.problems import FieldError, Problem, conflict, not_found, validation_failed
 from ivrpay.api.render import delivery_json, json_response, payment_json
 from ivrpay.api.settlement import SETTLEMENT_ACTIONS, alter
-from ivrpay.api.validation import parse_empty_body, parse_list_query, parse_new_payment
+from ivrpay.api.validation import (
+    NewPayment,
+    parse_empty_body,
+    parse_list_query,
+    parse_new_payment,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +36,41 @@ def _actor(request: web.Request) -> str:
     return f"api:{request[keys.CLIENT]['name']}"
 
 
+async def create_new_payment(
+    pool: Any, client_id: Any, new: NewPayment, now: Any
+) -> dict[str, Any]:
+    """Store a validated new payment (the API's and the screen's); conflicts as problems."""
+    try:
+        snapshot = await store.create_payment(
+            pool,
+            client_id=client_id,
+            order_id=new.order_id,
+            # register charges nothing: its amount is stored as 0 (the API ignores it).
+            amount=new.amount if new.amount is not None else 0,
+            tax=new.tax if new.tax is not None else 0,
+            job=new.job,
+            method=new.method,
+            pay_times=new.pay_times,
+            operation=new.operation,
+            member_id=new.member_id,
+            operator=new.operator,
+            language=new.language,
+            metadata=new.metadata,
+            expires_in=new.expires_in,
+            now=now,
+        )
+    except store.Conflict as exc:
+        if exc.code == "order_id_exists":
+            raise conflict(
+                "order-id-exists", f"A payment with order_id {new.order_id} exists already."
+            ) from None
+        if exc.code == "no_free_code":
+            raise Problem(503, "no-free-code", "No payment code is free; retry.") from None
+        raise conflict(exc.code.replace("_", "-"), "The payment cannot be created.") from None
+    log.info("api.payment_created", payment_id=str(snapshot["id"]), order_id=new.order_id)
+    return snapshot
+
+
 @routes.post("/payments")
 async def create_payment(request: web.Request) -> web.Response:
     settings = request.config_dict[keys.SETTINGS]
@@ -38,34 +79,7 @@ async def create_payment(request: web.Request) -> web.Response:
     new = parse_new_payment(body, settings)
 
     async def run() -> tuple[int, Any]:
-        try:
-            snapshot = await store.create_payment(
-                pool,
-                client_id=request[keys.CLIENT]["id"],
-                order_id=new.order_id,
-                # register charges nothing: its amount is stored as 0 (the API ignores it).
-                amount=new.amount if new.amount is not None else 0,
-                tax=new.tax if new.tax is not None else 0,
-                job=new.job,
-                method=new.method,
-                pay_times=new.pay_times,
-                operation=new.operation,
-                member_id=new.member_id,
-                operator=new.operator,
-                language=new.language,
-                metadata=new.metadata,
-                expires_in=new.expires_in,
-                now=clock(),
-            )
-        except store.Conflict as exc:
-            if exc.code == "order_id_exists":
-                raise conflict(
-                    "order-id-exists", f"A payment with order_id {new.order_id} exists already."
-                ) from None
-            if exc.code == "no_free_code":
-                raise Problem(503, "no-free-code", "No payment code is free; retry.") from None
-            raise conflict(exc.code.replace("_", "-"), "The payment cannot be created.") from None
-        log.info("api.payment_created", payment_id=str(snapshot["id"]), order_id=new.order_id)
+        snapshot = await create_new_payment(pool, request[keys.CLIENT]["id"], new, clock())
         return 201, payment_json(snapshot)
 
     return await idempotent(request, body, run)
@@ -136,22 +150,30 @@ async def _settle(request: web.Request, action: str) -> web.Response:
     parse_empty_body(body)
 
     async def run() -> tuple[int, Any]:
-        # One AlterTran per payment at a time in this process; the store re-checks the state.
-        # (A weak-valued map: a lock lives while a request holds or awaits it.)
-        locks: weakref.WeakValueDictionary[str, asyncio.Lock] = request.config_dict[
-            keys.SETTLEMENT_LOCKS
-        ]
-        lock = locks.get(payment_id)
-        if lock is None:
-            lock = locks[payment_id] = asyncio.Lock()
-        async with lock:
-            return 200, payment_json(await _settle_locked(request, action, payment_id))
+        snapshot = await settle_payment(request.config_dict, payment_id, action, _actor(request))
+        return 200, payment_json(snapshot)
 
     return await idempotent(request, body, run)
 
 
-async def _settle_locked(request: web.Request, action: str, payment_id: str) -> dict[str, Any]:
-    pool, clock = _deps(request)
+async def settle_payment(
+    config: Mapping[Any, Any], payment_id: str, action: str, actor: str
+) -> dict[str, Any]:
+    """Capture, void or refund (the API's and the screen's): the new snapshot, or a Problem."""
+    # One AlterTran per payment at a time in this process; the store re-checks the state.
+    # (A weak-valued map: a lock lives while a request holds or awaits it.)
+    locks: weakref.WeakValueDictionary[str, asyncio.Lock] = config[keys.SETTLEMENT_LOCKS]
+    lock = locks.get(payment_id)
+    if lock is None:
+        lock = locks[payment_id] = asyncio.Lock()
+    async with lock:
+        return await _settle_locked(config, action, payment_id, actor)
+
+
+async def _settle_locked(
+    config: Mapping[Any, Any], action: str, payment_id: str, actor: str
+) -> dict[str, Any]:
+    pool, clock = config[keys.POOL], config[keys.CLOCK]
     snapshot = await _get_or_404(pool, payment_id)
     verdict = store.settlement_action(snapshot, action)
     if verdict == "already":
@@ -162,7 +184,7 @@ async def _settle_locked(request: web.Request, action: str, payment_id: str) -> 
             f"A {snapshot['status']} payment (settlement {snapshot.get('settlement')}) "
             f"cannot be {SETTLEMENT_ACTIONS[action]}.",
         )
-    gateway = request.config_dict.get(keys.GATEWAY)
+    gateway = config.get(keys.GATEWAY)
     if gateway is None:
         raise Problem(503, "gateway-unavailable", "No payment gateway is configured.")
     handle = await store.get_gateway_handle(pool, payment_id)
@@ -171,7 +193,7 @@ async def _settle_locked(request: web.Request, action: str, payment_id: str) -> 
     result = await alter(gateway, action, handle)
     try:
         return await store.record_settlement(
-            pool, payment_id, action=action, now=clock(), actor=_actor(request), result=result
+            pool, payment_id, action=action, now=clock(), actor=actor, result=result
         )
     except store.Conflict:
         raise conflict(

@@ -54,7 +54,8 @@ async def test_the_readme_walk_through(workdir: Path) -> None:
                 assert line, "the demo ended before it was ready"
                 printed += line.decode()
         agi_port = re.search(r"agi://127\.0\.0\.1:(\d+)/pay", printed)
-        assert agi_port and re.search(r"sign-in: \S+ / \S+", printed)
+        sign_in = re.search(r"sign-in: (\S+) / (\S+)\)", printed)
+        assert agi_port and sign_in
 
         env = dict(
             line.split("=", 1) for line in (workdir / "var" / "demo.env").read_text().splitlines()
@@ -91,9 +92,24 @@ async def test_the_readme_walk_through(workdir: Path) -> None:
         assert [(p["status"], p["card"]) for p in items] == [
             ("succeeded", {"brand": "VISA", "last4": "1111"})
         ]
+        await _screen_sign_in(env["IVRPAY_HTTP"], *sign_in.groups())
     finally:
         if demo.returncode is None:
             demo.send_signal(signal.SIGTERM)
             async with asyncio.timeout(60):
                 await demo.wait()
     assert demo.returncode == 0
+
+
+async def _screen_sign_in(base: str, name: str, password: str) -> None:
+    """The printed sign-in opens the screen: / leads to sign-in, the admin lands on the list."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(base_url=base, cookie_jar=jar) as web:
+        async with web.get("/") as r:
+            assert r.status == 200 and str(r.url).endswith("/signin")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', await r.text())
+        assert csrf
+        form = {"csrf": csrf.group(1), "name": name, "password": password}
+        async with web.post("/signin", data=form) as r:
+            assert r.status == 200 and str(r.url).endswith("/payments")
+            assert "demo-1" in await r.text()

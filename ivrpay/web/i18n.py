@@ -1,0 +1,217 @@
+"""The screen's words, Japanese first and English second, and how amounts and times are shown.
+
+Field errors are the API's own words (``ivrpay.api.validation``): the screen shows the message the
+API would send, after the field's name in the screen's language, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+# key: (ja, en)
+WORDS: dict[str, tuple[str, str]] = {
+    "app": ("IVR決済", "IVR payments"),
+    "signin": ("サインイン", "Sign in"),
+    "signout": ("サインアウト", "Sign out"),
+    "name": ("ユーザー名", "User name"),
+    "password": ("パスワード", "Password"),
+    "signin_failed": (
+        "ユーザー名またはパスワードが違います。",
+        "The user name or password is wrong.",
+    ),
+    "signin_locked": (
+        "サインインの失敗が続いたため、しばらくロックされています。時間をおいてやり直してください。",
+        "Too many failed sign-ins: signing in is locked for a while. Try again later.",
+    ),
+    "signed_out": ("サインインしてください。", "Please sign in."),
+    "admin_only": ("このページは管理者専用です。", "This page is for administrators only."),
+    "csrf_refused": (
+        "フォームの有効期限が切れました。ページを開き直してください。",
+        "This form has expired (CSRF token missing or wrong). Reload the page and try again.",
+    ),
+    "not_found": ("見つかりません。", "Not found."),
+    "error": ("エラー", "Error"),
+    "back": ("戻る", "Back"),
+    "language": ("言語", "Language"),
+    "switch_lang": ("English", "日本語"),
+    "nav_new": ("新規決済", "New payment"),
+    "nav_list": ("本日の決済", "Today's payments"),
+    "nav_users": ("ユーザー", "Users"),
+    "nav_keys": ("APIキー・Webhook", "API keys & webhooks"),
+    "nav_prompts": ("音声ガイダンス", "Prompts"),
+    "nav_reviews": ("要確認", "Needs review"),
+    "nav_audit": ("監査ログ", "Audit log"),
+    # the payment form
+    "new_payment": ("新規決済の登録", "Register a payment"),
+    "order_id": ("注文番号", "Order id"),
+    "amount": ("金額（税抜）", "Amount"),
+    "tax": ("税額", "Tax"),
+    "job": ("処理区分", "Job"),
+    "method": ("支払方法", "Method"),
+    "pay_times": ("分割回数", "Instalments"),
+    "operation": ("操作", "Operation"),
+    "member_id": ("会員ID", "Member id"),
+    "callback": ("戻り先内線", "Your extension"),
+    "pay_language": ("ガイダンス言語", "Caller's language"),
+    "register": ("登録する", "Register"),
+    "fix_errors": ("入力内容を確認してください。", "Please correct the fields below."),
+    "job_AUTH": ("仮売上", "Authorize"),
+    "job_CAPTURE": ("即時売上", "Capture"),
+    "job_CHECK": ("有効性チェック", "Check"),
+    "method_1": ("一括", "Lump sum"),
+    "method_2": ("分割", "Instalments"),
+    "method_5": ("リボ", "Revolving"),
+    "operation_charge": ("決済", "Charge"),
+    "operation_register": ("カード登録", "Store the card"),
+    "operation_charge_and_register": ("決済＋カード登録", "Charge and store the card"),
+    "lang_ja": ("日本語", "Japanese"),
+    "lang_en": ("英語", "English"),
+    # the live page
+    "code": ("決済コード", "Payment code"),
+    "transfer_to": ("転送先", "Transfer to"),
+    "transfer_hint": (
+        "お客様をこの番号へブラインド転送してください。",
+        "Blind-transfer the caller to this number.",
+    ),
+    "total": ("合計", "Total"),
+    "step_waiting": ("お客様の接続待ち", "Waiting for the caller"),
+    "step_connected": ("お客様が接続しました", "Caller connected"),
+    "step_card_number": ("カード番号", "Card number"),
+    "step_expiry": ("有効期限", "Expiry"),
+    "step_security_code": ("セキュリティコード", "Security code"),
+    "step_processing": ("決済処理中", "Processing"),
+    "attempt_n": ("{n}回目", "attempt {n}"),
+    "failed_tries": ("誤り{n}回", "{n} wrong"),
+    "result_succeeded": ("承認されました", "Approved"),
+    "result_stored": ("カードを登録しました", "Card stored"),
+    "approval_no": ("承認番号", "Approval no."),
+    "brand": ("ブランド", "Brand"),
+    "last4": ("下4桁", "Last 4"),
+    "cancel": ("キャンセル", "Cancel"),
+    "take_back": ("通話を引き戻す", "Take the caller back"),
+    "take_back_disabled": (
+        "引き戻しは使えません（AMIが設定されていません）。",
+        "Take-back is not available (AMI is not configured).",
+    ),
+    "capture": ("売上確定", "Capture"),
+    "void": ("取消", "Void"),
+    "refund": ("返品", "Refund"),
+    "confirm_capture": (
+        "売上確定を実行します。もう一度押してください。",
+        "Press again to capture.",
+    ),
+    "confirm_void": ("取消を実行します。もう一度押してください。", "Press again to void."),
+    "confirm_refund": ("返品を実行します。もう一度押してください。", "Press again to refund."),
+    "confirm_again": ("実行する", "Yes, do it"),
+    "settlement": ("売上状態", "Settlement"),
+    "settlement_authorized": ("仮売上", "authorized"),
+    "settlement_captured": ("売上確定済み", "captured"),
+    "settlement_voided": ("取消済み", "voided"),
+    "settlement_refunded": ("返品済み", "refunded"),
+    "done_capture": ("売上を確定しました。", "Captured."),
+    "done_void": ("取り消しました。", "Voided."),
+    "done_refund": ("返品しました。", "Refunded."),
+    "done_cancel": ("キャンセルしました。", "Canceled."),
+    "cancel_requested": (
+        "キャンセルを受け付けました。通話の次の段階で取り消されます。",
+        "Cancel requested: it takes effect at the call's next step.",
+    ),
+    "not_cancelable": ("この決済はキャンセルできません。", "This payment cannot be canceled."),
+    "settle_failed": ("処理できませんでした", "Could not be done"),
+    "live_disconnected": ("接続が切れました。再接続中…", "Connection lost; reconnecting…"),
+    # statuses
+    "status": ("状態", "Status"),
+    "status_pending": ("受付済み", "pending"),
+    "status_in_call": ("通話中", "in call"),
+    "status_processing": ("処理中", "processing"),
+    "status_succeeded": ("成功", "succeeded"),
+    "status_failed": ("失敗", "failed"),
+    "status_unknown": ("結果不明", "unknown"),
+    "status_abandoned": ("中断", "abandoned"),
+    "status_canceled": ("キャンセル", "canceled"),
+    "status_expired": ("期限切れ", "expired"),
+    "result_canceled": ("キャンセルされました", "Canceled"),
+    "result_expired": ("期限切れになりました", "Expired"),
+    "result_abandoned": ("中断されました", "The call ended before the payment"),
+    "result_unknown": (
+        "結果を確認できませんでした。自動で照会します。",
+        "The outcome could not be confirmed; it is being reconciled.",
+    ),
+    "result_failed": ("決済できませんでした", "The payment failed"),
+    # list
+    "today": ("本日", "Today"),
+    "operator": ("オペレーター", "Operator"),
+    "all": ("すべて", "all"),
+    "filter": ("絞り込み", "Filter"),
+    "created": ("登録日時", "Created"),
+    "card": ("カード", "Card"),
+    "count": ("{n}件", "{n} payments"),
+    "prev": ("前へ", "Previous"),
+    "next": ("次へ", "Next"),
+    "csv_utf8": ("CSV（UTF-8）", "CSV (UTF-8)"),
+    "csv_sjis": ("CSV（Excel用 Shift_JIS）", "CSV (Shift_JIS for Excel)"),
+    "none": ("ありません", "none"),
+    "open": ("開く", "Open"),
+}
+
+# A human sentence for the error codes a payment may carry (the code itself is shown too).
+REASONS: dict[str, tuple[str, str]] = {
+    "42G020000": ("残高不足です。", "Insufficient balance."),
+    "42G030000": ("限度額を超えています。", "Over the card's limit."),
+    "42G830000": ("有効期限が違います。", "The expiry is wrong."),
+    "42G440000": ("セキュリティコードが違います。", "The security code is wrong."),
+    "invalid_card_number": (
+        "カード番号が正しく入力されませんでした。",
+        "The card number was not keyed correctly.",
+    ),
+    "invalid_expiry": (
+        "有効期限が正しく入力されませんでした。",
+        "The expiry was not keyed correctly.",
+    ),
+    "invalid_security_code": (
+        "セキュリティコードが正しく入力されませんでした。",
+        "The security code was not keyed correctly.",
+    ),
+    "too_many_attempts": ("試行回数の上限に達しました。", "Too many attempts."),
+    "review_failed": ("管理者が失敗と判断しました。", "An administrator resolved it as failed."),
+}
+_DECLINED = ("カード会社により利用できませんでした。", "The card issuer declined the card.")
+_SYSTEM = ("決済システムのエラーです。", "A payment system error.")
+
+
+def words(lang: str) -> dict[str, str]:
+    i = 0 if lang == "ja" else 1
+    return {k: v[i] for k, v in WORDS.items()}
+
+
+def reason(error: dict[str, Any] | None, lang: str) -> str:
+    """A sentence for the payment's error, in the screen's language."""
+    if not error:
+        return ""
+    i = 0 if lang == "ja" else 1
+    code = str(error.get("code") or "")
+    if code in REASONS:
+        return REASONS[code][i]
+    if code.startswith("42G") or error.get("category") == "declined":
+        return _DECLINED[i]
+    if error.get("category") == "system":
+        return _SYSTEM[i]
+    return str(error.get("message") or "")
+
+
+def yen(amount: Any) -> str:
+    """¥12,800."""
+    try:
+        return f"¥{int(amount):,}"
+    except (TypeError, ValueError):
+        return ""
+
+
+def local_time(value: datetime | None, tz: ZoneInfo, with_date: bool = True) -> str:
+    """A time in IVRPAY_TIMEZONE: 2026-12-07 16:05:09 (or 16:05:09)."""
+    if value is None:
+        return ""
+    v = value.astimezone(tz)
+    return v.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
