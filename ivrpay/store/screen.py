@@ -23,6 +23,24 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "replace")).digest()
 
 
+def _prefix(text: str) -> str:
+    """A LIKE pattern matching ``text`` as a prefix (its own % and _ taken literally)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def _page(
+    conn: Any, table: str, where: str, args: list[Any], limit: int, offset: int
+) -> tuple[int, list[Any]]:
+    """How many rows match, and one page of them, newest first."""
+    total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {where}", *args)
+    rows = await conn.fetch(
+        f"""SELECT * FROM {table} WHERE {where} ORDER BY created_at DESC, id DESC
+            LIMIT {max(1, min(int(limit), 10000))} OFFSET {max(0, int(offset))}""",
+        *args,
+    )
+    return int(total), rows
+
+
 def _user(row: Any) -> dict[str, Any]:
     return {**dict(row), "id": str(row["id"])}
 
@@ -187,18 +205,13 @@ async def list_screen_payments(
         args.append(operator)
         conds.append(f"operator->>'id' = ${len(args)}")
     if order_id:
-        args.append(order_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        args.append(_prefix(order_id))
         conds.append(f"order_id LIKE ${len(args)}")
     where = " AND ".join(conds)
     async with connection(db) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM payments WHERE {where}", *args)
-        rows = await conn.fetch(
-            f"""SELECT * FROM payments WHERE {where} ORDER BY created_at DESC, id DESC
-                LIMIT {max(1, min(int(limit), 10000))} OFFSET {max(0, int(offset))}""",
-            *args,
-        )
+        total, rows = await _page(conn, "payments", where, args, limit, offset)
         items = await snapshots(conn, rows)
-    return items, int(total)
+    return items, total
 
 
 async def list_review_payments(db: Db, *, limit: int = 200) -> list[dict[str, Any]]:
@@ -242,7 +255,7 @@ async def search_audit(
     conds = ["TRUE"]
     args: list[Any] = []
     if actor:
-        args.append(actor.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        args.append(_prefix(actor))
         conds.append(f"actor LIKE ${len(args)}")
     if action:
         args.append(action)
@@ -259,16 +272,11 @@ async def search_audit(
         conds.append(f"created_at < ${len(args)}")
     where = " AND ".join(conds)
     async with connection(db) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM audit WHERE {where}", *args)
-        rows = await conn.fetch(
-            f"""SELECT * FROM audit WHERE {where} ORDER BY created_at DESC, id DESC
-                LIMIT {max(1, min(int(limit), 1000))} OFFSET {max(0, int(offset))}""",
-            *args,
-        )
+        total, rows = await _page(conn, "audit", where, args, min(limit, 1000), offset)
     return [
         {**dict(r), "payment_id": None if r["payment_id"] is None else str(r["payment_id"])}
         for r in rows
-    ], int(total)
+    ], total
 
 
 async def audit_actions(db: Db) -> list[str]:
