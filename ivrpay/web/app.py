@@ -124,6 +124,9 @@ async def screen_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return render(
             request, "error.html", status=problem.status, message=key, detail=problem.detail
         )
+    except web.HTTPRequestEntityTooLarge:
+        await load_session(request)
+        return render(request, "error.html", status=413, message="file_too_large", detail=None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

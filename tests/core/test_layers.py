@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"config"},
     "flow": {"agi", "card", "gateway", "store", "config", "sounds", "metrics"},
     "api": {"store", "gateway", "ami", "card", "config", "metrics", "logging"},
-    "web": {"store", "gateway", "ami", "config", "api", "metrics"},
+    "web": {"store", "gateway", "ami", "config", "api", "metrics", "sounds"},
     "ami": {"config"},
     "workers": {"store", "gateway", "config", "metrics"},
     "sounds": set(),

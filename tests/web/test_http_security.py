@@ -17,7 +17,7 @@ from ivrpay.api import keys
 from tests.web.conftest import Screen, form_csrf, http_sign_in
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-ADMIN_ROUTES = 0  # raised as the admin pages land
+ADMIN_ROUTES = 16
 
 
 @pytest.fixture(scope="module")
