@@ -96,15 +96,24 @@ def _check_fmt(fmt: bytes) -> str | None:
 
 def write_wav(path: Path | str, pcm: bytes, rate: int = RATE) -> None:
     """Write 16-bit mono little-endian ``pcm`` atomically (a reader never sees half a file)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(CHANNELS)
+        w.setsampwidth(SAMPLE_WIDTH)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    write_atomically(path, out.getvalue())
+
+
+def write_atomically(path: Path | str, data: bytes) -> None:
+    """Put ``data`` at ``path`` through a temporary file and a rename: Asterisk playing the
+    prompt meanwhile reads the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as raw, wave.open(raw, "wb") as w:
-            w.setnchannels(CHANNELS)
-            w.setsampwidth(SAMPLE_WIDTH)
-            w.setframerate(rate)
-            w.writeframes(pcm)
+        with os.fdopen(fd, "wb") as raw:
+            raw.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import shutil
-import tempfile
 import wave
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -19,12 +17,11 @@ from typing import Any
 from aiohttp import web
 
 from ivrpay import store
-from ivrpay.api import keys
 from ivrpay.sounds.catalogue import load_prompts, missing_files, prompt_file
-from ivrpay.sounds.wav import RATE, SAMPLE_WIDTH, check_wav_bytes
+from ivrpay.sounds.wav import RATE, SAMPLE_WIDTH, check_wav_bytes, write_atomically
 from ivrpay.store import screen as screen_store
 from ivrpay.store.accounts import ROLES
-from ivrpay.web.app import render
+from ivrpay.web.app import deps, page_number, render
 from ivrpay.web.session import SESSION, Refused, actor, page
 
 routes = web.RouteTableDef()
@@ -33,13 +30,8 @@ AUDIT_PAGE = 100
 BACKUP_DIR = "ivrpay-backup"  # beside <lang>/ivrpay/: the admin's previous file of each prompt
 
 
-def _deps(request: web.Request) -> tuple[Any, Any, Any]:
-    c = request.config_dict
-    return c[keys.POOL], c[keys.CLOCK], c[keys.SETTINGS]
-
-
 async def _audit(request: web.Request, action: str, **kw: Any) -> None:
-    pool, clock, _ = _deps(request)
+    pool, clock, _ = deps(request)
     await store.write_audit(pool, actor=actor(request), action=action, now=clock(), **kw)
 
 
@@ -52,7 +44,7 @@ def _back(path: str, **query: str) -> web.HTTPSeeOther:
 
 
 async def _users_page(request: web.Request, status: int = 200, **ctx: Any) -> web.Response:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     users = await store.list_users(pool)
     ctx.setdefault("error", None)
     ctx.setdefault("done", request.query.get("done"))
@@ -68,7 +60,7 @@ async def users(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/users")
 @admin
 async def add_user(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     form = await request.post()
     name = str(form.get("name") or "").strip()
     role = str(form.get("role") or "")
@@ -88,7 +80,7 @@ async def add_user(request: web.Request) -> web.StreamResponse:
 
 
 async def _user_or_404(request: web.Request) -> dict[str, Any]:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     user = await store.get_user(pool, request.match_info["id"])
     if user is None:
         raise Refused(404, "not_found")
@@ -98,7 +90,7 @@ async def _user_or_404(request: web.Request) -> dict[str, Any]:
 @routes.post("/admin/users/{id}/enabled")
 @admin
 async def set_enabled(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     user = await _user_or_404(request)
     enabled = (await request.post()).get("enabled") == "1"
     if not enabled and user["id"] == request[SESSION]["user"]["id"]:
@@ -114,7 +106,7 @@ async def set_enabled(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/users/{id}/password")
 @admin
 async def reset_password(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     user = await _user_or_404(request)
     password = str((await request.post()).get("password") or "")
     if len(password) < 8:
@@ -128,7 +120,7 @@ async def reset_password(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/users/{id}/role")
 @admin
 async def set_role(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     user = await _user_or_404(request)
     role = str((await request.post()).get("role") or "")
     if role not in ROLES:
@@ -145,7 +137,7 @@ async def set_role(request: web.Request) -> web.StreamResponse:
 
 
 async def _keys_page(request: web.Request, status: int = 200, **ctx: Any) -> web.Response:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     clients = [c for c in await store.list_api_clients(pool) if not c["is_default"]]
     ctx.setdefault("error", None)
     ctx.setdefault("created", None)
@@ -163,7 +155,7 @@ async def api_keys(request: web.Request) -> web.StreamResponse:
 @admin
 async def create_key(request: web.Request) -> web.StreamResponse:
     """A new API key, shown on this answer only (it is kept as a hash)."""
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     form = await request.post()
     name = str(form.get("name") or "").strip()
     url = str(form.get("webhook_url") or "").strip() or None
@@ -181,7 +173,7 @@ async def create_key(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/keys/{id}/webhook")
 @admin
 async def change_webhook(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     url = str((await request.post()).get("webhook_url") or "").strip() or None
     try:
         client = await store.update_api_client(pool, request.match_info["id"], webhook_url=url)
@@ -196,7 +188,7 @@ async def change_webhook(request: web.Request) -> web.StreamResponse:
 @routes.get("/admin/keys/{id}/deliveries")
 @admin
 async def deliveries(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     client = await store.get_api_client(pool, request.match_info["id"])
     if client is None:
         raise Refused(404, "not_found")
@@ -214,7 +206,7 @@ def _backup_file(sounds_dir: Path, lang: str, prompt_id: str) -> Path:
 
 def _prompt_target(request: web.Request) -> tuple[Path, str, str]:
     """The sounds folder, language and prompt id of the route (404 unless in the catalogue)."""
-    _, _, settings = _deps(request)
+    _, _, settings = deps(request)
     lang, pid = request.match_info["lang"], request.match_info["prompt"]
     if lang not in settings.languages or pid not in load_prompts(settings.sounds_dir):
         raise Refused(404, "not_found")
@@ -230,19 +222,6 @@ def wav_seconds(data: bytes) -> float:
         return len(data) / float(RATE * SAMPLE_WIDTH)  # WAVE_FORMAT_EXTENSIBLE: by size
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _replace_prompt(sounds: Path, lang: str, pid: str, data: bytes) -> None:
     """The old file becomes the backup (one kept), the upload takes its place atomically."""
     current = prompt_file(sounds, lang, pid)
@@ -250,7 +229,7 @@ def _replace_prompt(sounds: Path, lang: str, pid: str, data: bytes) -> None:
         backup = _backup_file(sounds, lang, pid)
         backup.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(current, backup)
-    _write_atomically(current, data)
+    write_atomically(current, data)
 
 
 def _restore_prompt(sounds: Path, lang: str, pid: str) -> bool:
@@ -260,14 +239,14 @@ def _restore_prompt(sounds: Path, lang: str, pid: str) -> bool:
         return False
     current = prompt_file(sounds, lang, pid)
     old = current.read_bytes() if current.is_file() else None
-    _write_atomically(current, backup.read_bytes())
+    write_atomically(current, backup.read_bytes())
     if old is not None:
-        _write_atomically(backup, old)
+        write_atomically(backup, old)
     return True
 
 
 async def _prompts_page(request: web.Request, status: int = 200, **ctx: Any) -> web.Response:
-    _, _, settings = _deps(request)
+    _, _, settings = deps(request)
     sounds = Path(settings.sounds_dir)
     prompts = load_prompts(sounds)
     langs = settings.languages
@@ -317,7 +296,7 @@ async def prompt_audio(request: web.Request) -> web.StreamResponse:
 @admin
 async def upload_prompt(request: web.Request) -> web.StreamResponse:
     """Replace a prompt with an uploaded recording, checked first: anything else is refused."""
-    _, _, settings = _deps(request)
+    _, _, settings = deps(request)
     sounds, lang, pid = _prompt_target(request)
     upload = (await request.post()).get("file")
     target = f"{lang}/{pid}"
@@ -352,7 +331,7 @@ async def restore_prompt(request: web.Request) -> web.StreamResponse:
 @routes.get("/admin/reviews")
 @admin
 async def reviews(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     items = await screen_store.list_review_payments(pool)
     return render(
         request, "admin_reviews.html", items=items, error=None, done=request.query.get("done")
@@ -363,7 +342,7 @@ async def reviews(request: web.Request) -> web.StreamResponse:
 @admin
 async def decide_review(request: web.Request) -> web.StreamResponse:
     """The admin's decision (succeeded / failed) and why, recorded with who decided."""
-    pool, clock, _ = _deps(request)
+    pool, clock, _ = deps(request)
     form = await request.post()
     decision = form.get("decision")
     note = str(form.get("note") or "").strip()[:500]
@@ -401,7 +380,7 @@ def _day(text: str | None, tz: Any) -> datetime | None:
 @routes.get("/admin/audit")
 @admin
 async def audit_log(request: web.Request) -> web.StreamResponse:
-    pool, _, settings = _deps(request)
+    pool, _, settings = deps(request)
     q = request.query
     filters = {
         "actor": (q.get("actor") or "").strip()[:100] or None,
@@ -409,8 +388,7 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
         "day": (q.get("day") or "").strip()[:10] or None,
     }
     since = _day(filters["day"], settings.tz)
-    raw_page = q.get("page", "1")
-    page_no = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 100000 else 1
+    page_no = page_number(request)
     rows, total = await screen_store.search_audit(
         pool,
         actor=filters["actor"],

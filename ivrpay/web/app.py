@@ -57,6 +57,18 @@ def screen_language(request: web.Request) -> str:
     return cookie if cookie in SCREEN_LANGUAGES else "ja"
 
 
+def deps(request: web.Request) -> tuple[Any, Any, Any]:
+    """The pool, the clock and the settings."""
+    c = request.config_dict
+    return c[keys.POOL], c[keys.CLOCK], c[keys.SETTINGS]
+
+
+def page_number(request: web.Request) -> int:
+    """``?page=N`` of a paged list (1 when missing or nonsense)."""
+    raw = request.query.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100000 else 1
+
+
 def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:

@@ -26,7 +26,7 @@ from ivrpay.api.validation import JOBS, METHODS, OPERATIONS, parse_new_payment
 from ivrpay.store import screen as screen_store
 from ivrpay.store.states import STATUSES
 from ivrpay.web import live
-from ivrpay.web.app import render
+from ivrpay.web.app import deps, page_number, render
 from ivrpay.web.session import (
     LANG_COOKIE,
     SCREEN_LANGUAGES,
@@ -48,11 +48,6 @@ _INT = re.compile(r"[0-9][0-9,]{0,15}")
 # The form's fields, in the API's names (the operator object is built from the user and callback).
 FORM_FIELDS = ("order_id", "amount", "tax", "job", "method", "pay_times", "operation", "member_id")
 FORM_INTS = ("amount", "tax", "method", "pay_times")
-
-
-def _deps(request: web.Request) -> tuple[Any, Any, Any]:
-    c = request.config_dict
-    return c[keys.POOL], c[keys.CLOCK], c[keys.SETTINGS]
 
 
 def _home(user: dict[str, Any]) -> str:
@@ -92,7 +87,7 @@ async def signin_form(request: web.Request) -> web.StreamResponse:
 @routes.post("/signin")
 @page(role=None)
 async def signin(request: web.Request) -> web.StreamResponse:
-    pool, clock, settings = _deps(request)
+    pool, clock, settings = deps(request)
     form = await request.post()
     name = str(form.get("name") or "")[:100]
     password = str(form.get("password") or "")
@@ -139,7 +134,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
 @routes.post("/signout")
 @page()
 async def signout(request: web.Request) -> web.StreamResponse:
-    pool, clock, _ = _deps(request)
+    pool, clock, _ = deps(request)
     session = request[SESSION]
     await screen_store.delete_session(pool, session["token"])
     await store.write_audit(pool, actor=actor(request), action="signout", now=clock())
@@ -152,7 +147,7 @@ async def signout(request: web.Request) -> web.StreamResponse:
 @page(role=None)
 async def switch_language(request: web.Request) -> web.StreamResponse:
     """The screen's language, remembered for the user (and in a cookie before sign-in)."""
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     form = await request.post()
     lang = form.get("lang")
     if lang not in SCREEN_LANGUAGES:
@@ -205,7 +200,7 @@ def form_body(form: Any, user: dict[str, Any]) -> dict[str, Any]:
 @routes.get("/payments/new")
 @page()
 async def new_payment_form(request: web.Request) -> web.StreamResponse:
-    _, _, settings = _deps(request)
+    _, _, settings = deps(request)
     user = request[SESSION]["user"]
     values = {"callback": user.get("callback") or "", "language": settings.default_language}
     return render(request, "new.html", **_form_context(settings, values, {}))
@@ -214,7 +209,7 @@ async def new_payment_form(request: web.Request) -> web.StreamResponse:
 @routes.post("/payments/new")
 @page()
 async def new_payment(request: web.Request) -> web.StreamResponse:
-    pool, clock, settings = _deps(request)
+    pool, clock, settings = deps(request)
     user = request[SESSION]["user"]
     form = await request.post()
     values = {k: str(form.get(k) or "") for k in (*FORM_FIELDS, "language", "callback")}
@@ -249,7 +244,7 @@ async def new_payment(request: web.Request) -> web.StreamResponse:
 
 
 async def _payment_or_404(request: web.Request) -> dict[str, Any]:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     payment = await store.get_payment(pool, request.match_info["id"])
     if payment is None:
         raise Refused(404, "not_found")
@@ -301,7 +296,7 @@ async def live_events(request: web.Request) -> web.StreamResponse:
 @routes.post("/payments/{id}/cancel")
 @page()
 async def cancel(request: web.Request) -> web.StreamResponse:
-    pool, clock, _ = _deps(request)
+    pool, clock, _ = deps(request)
     payment = await _payment_or_404(request)
     try:
         outcome, _ = await store.cancel_payment(
@@ -327,7 +322,7 @@ def _list_filters(request: web.Request) -> dict[str, Any]:
 
 
 def _today(request: web.Request) -> tuple[datetime, datetime]:
-    _, clock, settings = _deps(request)
+    _, clock, settings = deps(request)
     local = clock().astimezone(settings.tz)
     start = datetime.combine(local.date(), time(0), tzinfo=settings.tz)
     return start, start + timedelta(days=1)
@@ -336,10 +331,9 @@ def _today(request: web.Request) -> tuple[datetime, datetime]:
 @routes.get("/payments")
 @page()
 async def payment_list(request: web.Request) -> web.StreamResponse:
-    pool, _, _ = _deps(request)
+    pool, _, _ = deps(request)
     filters = _list_filters(request)
-    raw_page = request.query.get("page", "1")
-    page_no = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) < 100000 else 1
+    page_no = page_number(request)
     since, until = _today(request)
     items, total = await screen_store.list_screen_payments(
         pool,
@@ -415,7 +409,7 @@ def csv_rows(items: list[dict[str, Any]], tz: Any) -> list[list[str]]:
 @page()
 async def payment_csv(request: web.Request) -> web.StreamResponse:
     """What the list shows (every page), as UTF-8 with a BOM, or cp932 with CRLF for Excel."""
-    pool, _, settings = _deps(request)
+    pool, _, settings = deps(request)
     since, until = _today(request)
     items, _ = await screen_store.list_screen_payments(
         pool, since=since, until=until, limit=10000, **_list_filters(request)
