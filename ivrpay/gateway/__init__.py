@@ -2,10 +2,9 @@
 
 from ivrpay.gateway.client import GatewayClient
 from ivrpay.gateway.errors import Field, Kind
-from ivrpay.gateway.results import ChargeAndRegister, Outcome, Reconciliation, StoredCard
+from ivrpay.gateway.results import Outcome, Reconciliation, StoredCard
 
 __all__ = [
-    "ChargeAndRegister",
     "Field",
     "GatewayClient",
     "Kind",

@@ -105,12 +105,3 @@ class Reconciliation:
     @property
     def not_executed(self) -> bool:
         return self.state == "not_executed"
-
-
-@dataclass(frozen=True, slots=True)
-class ChargeAndRegister:
-    """``charge`` decides the payment; ``registration`` (None when the charge did not succeed)
-    reports the card storage through TradedCard."""
-
-    charge: Outcome
-    registration: Outcome | None

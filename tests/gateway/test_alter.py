@@ -8,13 +8,13 @@ import pytest
 
 from ivrpay.gateway import GatewayClient
 from ivrpay.sandbox import Sandbox
-from tests.support.gateway import make_card, make_gateway_client
+from tests.support.gateway import charge, make_card, make_gateway_client
 
 VISA = "4111111111111111"
 
 
 async def _charged(client: GatewayClient, order_id: str, job_cd: str = "AUTH") -> None:
-    out = await client.charge(order_id, make_card(VISA), job_cd=job_cd, amount=5000, tax=400)  # type: ignore[arg-type]
+    out = await charge(client, order_id, make_card(VISA), job_cd=job_cd, amount=5000, tax=400)  # type: ignore[arg-type]
     assert out.ok
 
 

@@ -18,6 +18,7 @@ from tests.support.gateway import (
     LOST_ANSWER_CARD,
     SHOP_ID,
     SHOP_PASS,
+    charge,
     make_card,
     make_gateway_client,
 )
@@ -27,7 +28,7 @@ SHORT_TIMEOUT_S = 0.3
 
 @pytest.mark.parametrize("number", list(APPROVED_CARDS))
 async def test_approved_cards(gateway_client: GatewayClient, sandbox: Sandbox, number: str) -> None:
-    out = await gateway_client.charge("PAY1-01", make_card(number), amount=12800, tax=1280)
+    out = await charge(gateway_client, "PAY1-01", make_card(number), amount=12800, tax=1280)
     assert out.kind == "ok" and not out.reconciled
     assert out.approve and len(out.approve) == 7
     assert out.tran_id and len(out.tran_id) == 28 and out.tran_id.isdigit()
@@ -44,7 +45,7 @@ async def test_declining_cards(
     gateway_client: GatewayClient, sandbox: Sandbox, number: str, expected: tuple
 ) -> None:
     kind, field, code = expected
-    out = await gateway_client.charge("PAY2-01", make_card(number), amount=500)
+    out = await charge(gateway_client, "PAY2-01", make_card(number), amount=500)
     assert (out.kind, out.field, out.err_code) == (kind, field, code)
     assert out.err_info == ((code[2:5], code),)
     assert out.message and out.card_last4 == number[-4:]
@@ -53,7 +54,7 @@ async def test_declining_cards(
 
 async def test_lost_answer_is_reconciled_to_one_success(sandbox: Sandbox) -> None:
     async with make_gateway_client(sandbox, timeout_s=SHORT_TIMEOUT_S) as client:
-        out = await client.charge("LOST-01", make_card(LOST_ANSWER_CARD), amount=3000)
+        out = await charge(client, "LOST-01", make_card(LOST_ANSWER_CARD), amount=3000)
     assert out.kind == "ok" and out.reconciled
     assert out.tran_id and out.approve and out.tran_date is not None
     order = sandbox.state.order("LOST-01")
@@ -82,7 +83,7 @@ async def test_lost_answer_step_by_step_as_the_call_flow_does(sandbox: Sandbox) 
 async def test_gateway_timeout_card_is_unknown_then_not_executed(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
-    out = await gateway_client.charge("GTO-01", make_card(GATEWAY_TIMEOUT_CARD), amount=800)
+    out = await charge(gateway_client, "GTO-01", make_card(GATEWAY_TIMEOUT_CARD), amount=800)
     # The call's own reconcile cannot trust UNPROCESSED this soon: still unknown, never failed.
     assert (out.kind, out.err_code) == ("unknown", "E91020001")
     assert out.sent_at is not None
@@ -101,7 +102,7 @@ async def test_reconcile_judges_by_the_moment_it_is_given(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
     """``now`` (the reconciler's run time), not the client's clock, decides "old enough"."""
-    out = await gateway_client.charge("GTO-02", make_card(GATEWAY_TIMEOUT_CARD), amount=800)
+    out = await charge(gateway_client, "GTO-02", make_card(GATEWAY_TIMEOUT_CARD), amount=800)
     assert out.kind == "unknown" and out.sent_at is not None
     soon = await gateway_client.reconcile("GTO-02", sent_at=out.sent_at, now=out.sent_at)
     assert soon.state == "unknown"
@@ -125,7 +126,7 @@ async def test_reconcile_of_an_order_never_entered(gateway_client: GatewayClient
 async def test_reconcile_flags_a_voided_order_for_review(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
-    assert (await gateway_client.charge("VREV-01", make_card("4111111111111111"), amount=9)).ok
+    assert (await charge(gateway_client, "VREV-01", make_card("4111111111111111"), amount=9)).ok
     assert (await gateway_client.void("VREV-01")).ok
     rec = await gateway_client.reconcile("VREV-01", sent_at=gateway_client._clock())
     assert rec.state == "unknown" and "review" in rec.reason
@@ -152,29 +153,29 @@ async def test_input_errors_name_the_field(
     err_code: str,
 ) -> None:
     card = make_card(number, expiry, code)
-    out = await gateway_client.charge("INP-01", card, amount=100)
+    out = await charge(gateway_client, "INP-01", card, amount=100)
     assert (out.kind, out.field, out.err_code) == ("input", field, err_code)
 
 
 async def test_security_code_is_optional(gateway_client: GatewayClient) -> None:
-    out = await gateway_client.charge(
-        "NOCODE-01", make_card("4111111111111111", code=None), amount=5
+    out = await charge(
+        gateway_client, "NOCODE-01", make_card("4111111111111111", code=None), amount=5
     )
     assert out.ok
 
 
 @pytest.mark.parametrize("job_cd", ["CAPTURE", "AUTH", "SAUTH"])
 async def test_job_codes(gateway_client: GatewayClient, sandbox: Sandbox, job_cd: str) -> None:
-    out = await gateway_client.charge(
-        "JOB-01", make_card("5555555555554444"), job_cd=job_cd, amount=100
+    out = await charge(
+        gateway_client, "JOB-01", make_card("5555555555554444"), job_cd=job_cd, amount=100
     )  # type: ignore[arg-type]
     assert out.ok
     assert sandbox.state.order("JOB-01")["status"] == job_cd  # type: ignore[index]
 
 
 async def test_check_needs_no_amount(gateway_client: GatewayClient, sandbox: Sandbox) -> None:
-    out = await gateway_client.charge(
-        "CHK-01", make_card("3530111333300000"), job_cd="CHECK", amount=None
+    out = await charge(
+        gateway_client, "CHK-01", make_card("3530111333300000"), job_cd="CHECK", amount=None
     )
     assert out.ok
     assert sandbox.state.order("CHK-01")["status"] == "CHECK"  # type: ignore[index]
@@ -197,9 +198,9 @@ async def test_amount_upper_bound_is_accepted(gateway_client: GatewayClient) -> 
 
 async def test_instalments(gateway_client: GatewayClient) -> None:
     card = make_card("4111111111111111")
-    out = await gateway_client.charge("INST-01", card, amount=30000, method=2, pay_times=3)
+    out = await charge(gateway_client, "INST-01", card, amount=30000, method=2, pay_times=3)
     assert out.ok and (out.method, out.pay_times) == ("2", "3")
-    missing = await gateway_client.charge("INST-02", card, amount=30000, method=2)
+    missing = await charge(gateway_client, "INST-02", card, amount=30000, method=2)
     assert (missing.kind, missing.err_code) == ("system", "E01270001")
 
 
@@ -207,8 +208,8 @@ async def test_order_id_reuse_is_a_system_error(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
     card = make_card("4111111111111111")
-    assert (await gateway_client.charge("DUP-01", card, amount=100)).ok
-    again = await gateway_client.charge("DUP-01", card, amount=100)
+    assert (await charge(gateway_client, "DUP-01", card, amount=100)).ok
+    again = await charge(gateway_client, "DUP-01", card, amount=100)
     assert (again.kind, again.err_code) == ("system", "E01040010")
     assert sandbox.state.successes("DUP") == 1
     assert sandbox.state.requests["SearchTrade"] == 0  # never taken for our own attempt

@@ -10,7 +10,7 @@ import pytest
 
 from ivrpay.gateway import GatewayClient
 from ivrpay.sandbox import Sandbox
-from tests.support.gateway import SHOP_ID, SHOP_PASS, make_card, make_gateway_client
+from tests.support.gateway import SHOP_ID, SHOP_PASS, charge, make_card, make_gateway_client
 
 SHORT_TIMEOUT_S = 0.3
 VISA = "4111111111111111"
@@ -18,7 +18,7 @@ VISA = "4111111111111111"
 
 async def test_busy_is_retried(gateway_client: GatewayClient, sandbox: Sandbox) -> None:
     sandbox.add_fault("ExecTran", "busy", 1)
-    out = await gateway_client.charge("BUSY-01", make_card(VISA), amount=100)
+    out = await charge(gateway_client, "BUSY-01", make_card(VISA), amount=100)
     assert out.ok and out.attempts == 2
     assert sandbox.state.requests["ExecTran"] == 2
     assert sandbox.state.executions("BUSY") == 1 and sandbox.state.successes("BUSY") == 1
@@ -28,7 +28,7 @@ async def test_busy_that_outlasts_the_retries_is_a_system_error(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
     sandbox.add_fault("ExecTran", "busy", 3)
-    out = await gateway_client.charge("BUSY-02", make_card(VISA), amount=100)
+    out = await charge(gateway_client, "BUSY-02", make_card(VISA), amount=100)
     assert (out.kind, out.err_code, out.attempts) == ("system", "E92000001", 3)
     assert "busy" in out.message
     assert sandbox.state.requests["ExecTran"] == 3
@@ -82,7 +82,7 @@ async def test_exec_not_processed_is_unknown_then_not_executed(
 async def test_charge_reconciles_a_lost_exec_answer_at_once(sandbox: Sandbox) -> None:
     sandbox.add_fault("ExecTran", "drop_answer", 1)
     async with make_gateway_client(sandbox) as client:
-        out = await client.charge("CLOSS-01", make_card(VISA), amount=100)
+        out = await charge(client, "CLOSS-01", make_card(VISA), amount=100)
     assert out.ok and out.reconciled and out.endpoint == "ExecTran"
     assert sandbox.state.successes("CLOSS") == 1 and sandbox.state.requests["ExecTran"] == 1
 
@@ -90,7 +90,7 @@ async def test_charge_reconciles_a_lost_exec_answer_at_once(sandbox: Sandbox) ->
 async def test_timed_out_entry_is_resent_and_recovered(sandbox: Sandbox) -> None:
     sandbox.add_fault("EntryTran", "timeout", 1)
     async with make_gateway_client(sandbox, timeout_s=SHORT_TIMEOUT_S) as client:
-        out = await client.charge("ENTO-01", make_card(VISA), amount=2500)
+        out = await charge(client, "ENTO-01", make_card(VISA), amount=2500)
     assert out.ok and not out.reconciled
     assert sandbox.state.requests["EntryTran"] == 2  # the resend met E01040010
     assert sandbox.state.requests["SearchTrade"] == 1  # which SearchTrade resolved
@@ -99,7 +99,7 @@ async def test_timed_out_entry_is_resent_and_recovered(sandbox: Sandbox) -> None
 
 async def test_entry_refused_is_resent(gateway_client: GatewayClient, sandbox: Sandbox) -> None:
     sandbox.add_fault("EntryTran", "refuse", 1)
-    out = await gateway_client.charge("ENRF-01", make_card(VISA), amount=2500)
+    out = await charge(gateway_client, "ENRF-01", make_card(VISA), amount=2500)
     assert out.ok
     assert sandbox.state.requests["EntryTran"] == 2
     assert sandbox.state.requests["SearchTrade"] == 0
@@ -108,7 +108,7 @@ async def test_entry_refused_is_resent(gateway_client: GatewayClient, sandbox: S
 async def test_entry_lost_twice_charges_nothing(sandbox: Sandbox) -> None:
     sandbox.add_fault("EntryTran", "drop_answer", 2)
     async with make_gateway_client(sandbox) as client:
-        out = await client.charge("ENLO-01", make_card(VISA), amount=2500)
+        out = await charge(client, "ENLO-01", make_card(VISA), amount=2500)
     # ExecTran was never sent, so nothing can have been charged: a system error.
     assert out.kind == "system" and out.endpoint == "EntryTran"
     assert sandbox.state.requests["ExecTran"] == 0
@@ -117,7 +117,7 @@ async def test_entry_lost_twice_charges_nothing(sandbox: Sandbox) -> None:
 async def test_reconcile_with_search_trade_unavailable_stays_unknown(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
-    assert (await gateway_client.charge("SRCH-01", make_card(VISA), amount=100)).ok
+    assert (await charge(gateway_client, "SRCH-01", make_card(VISA), amount=100)).ok
     sandbox.add_fault("SearchTrade", "http500", 1)
     rec = await gateway_client.reconcile(
         "SRCH-01", sent_at=gateway_client._clock() - timedelta(hours=1)

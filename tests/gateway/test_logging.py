@@ -15,6 +15,8 @@ from ivrpay.sandbox import FAULT_KINDS, Sandbox
 from tests.support.gateway import (
     TEST_CARD_NUMBERS,
     LogCapture,
+    charge,
+    charge_and_register,
     find_card_numbers,
     make_card,
     make_gateway_client,
@@ -43,19 +45,19 @@ async def test_every_card_and_fault_logs_no_card_data(
     results = []
     async with make_gateway_client(sandbox, timeout_s=0.3) as client:
         for i, number in enumerate(TEST_CARD_NUMBERS):
-            charged = await client.charge(f"LOG{i}-01", make_card(number), amount=100)
-            stored = await client.charge_and_register(
-                f"LOGS{i}-01", f"logm{i}", make_card(number), amount=100
+            charged = await charge(client, f"LOG{i}-01", make_card(number), amount=100)
+            charged2, stored = await charge_and_register(
+                client, f"LOGS{i}-01", f"logm{i}", make_card(number), amount=100
             )
             registered = await client.register(f"logr{i}", make_card(number, code=None))
-            results += [charged, stored.charge, stored.registration, registered]
+            results += [charged, charged2, stored, registered]
             if charged.ok:
                 results += [await client.capture(f"LOG{i}-01", 100)]
                 results += [await client.search_card(f"logm{i}")]
         for n, kind in enumerate(FAULT_KINDS):
             sandbox.add_fault("*", kind, 1)
             results.append(
-                await client.charge(f"LOGF{n}-01", make_card(TEST_CARD_NUMBERS[0]), amount=1)
+                await charge(client, f"LOGF{n}-01", make_card(TEST_CARD_NUMBERS[0]), amount=1)
             )
     shown = "\n".join(repr(r) + (r.message if r else "") for r in results)
     assert find_card_numbers(shown) == []

@@ -10,6 +10,9 @@ from ivrpay.sandbox import Sandbox
 from tests.support.gateway import (
     GATEWAY_TIMEOUT_CARD,
     LOST_ANSWER_CARD,
+    charge,
+    charge_and_register,
+    charge_stored,
     make_card,
     make_gateway_client,
 )
@@ -144,7 +147,7 @@ async def test_member_endpoints(gateway_client: GatewayClient) -> None:
 async def test_charge_a_stored_card(gateway_client: GatewayClient, sandbox: Sandbox) -> None:
     stored = await gateway_client.register("cust-11", make_card(MASTER, code=None))
     assert stored.ok and stored.card_seq is not None
-    out = await gateway_client.charge_stored("ST-01", "cust-11", stored.card_seq, amount=4200)
+    out = await charge_stored(gateway_client, "ST-01", "cust-11", stored.card_seq, amount=4200)
     assert out.ok and out.tran_id
     order = sandbox.state.order("ST-01")
     assert order is not None
@@ -155,20 +158,20 @@ async def test_charge_a_stored_card(gateway_client: GatewayClient, sandbox: Sand
     )
     code = CardData()  # a holder with the code only
     code.set_security_code("1234")  # Mastercard codes have 3 digits
-    bad = await gateway_client.charge_stored(
-        "ST-02", "cust-11", stored.card_seq, amount=4200, security_code=code
+    bad = await charge_stored(
+        gateway_client, "ST-02", "cust-11", stored.card_seq, amount=4200, security_code=code
     )
     assert (bad.kind, bad.field) == ("input", "security_code")
-    gone = await gateway_client.charge_stored("ST-03", "cust-11", 7, amount=4200)
+    gone = await charge_stored(gateway_client, "ST-03", "cust-11", 7, amount=4200)
     assert (gone.kind, gone.err_code) == ("system", "E01240002")
 
 
 async def test_charge_and_register(gateway_client: GatewayClient, sandbox: Sandbox) -> None:
-    result = await gateway_client.charge_and_register(
-        "CR-01", "cust-12", make_card(JCB), amount=1500
+    charged, stored = await charge_and_register(
+        gateway_client, "CR-01", "cust-12", make_card(JCB), amount=1500
     )
-    assert result.charge.ok and result.registration is not None
-    assert result.registration.ok and result.registration.card_seq == 0
+    assert charged.ok and stored is not None
+    assert stored.ok and stored.card_seq == 0
     assert _cards(sandbox, "cust-12")[0]["card_no"] == "************0000"
     assert sandbox.state.successes("CR") == 1
 
@@ -176,10 +179,10 @@ async def test_charge_and_register(gateway_client: GatewayClient, sandbox: Sandb
 async def test_charge_and_register_declined_stores_nothing(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
-    result = await gateway_client.charge_and_register(
-        "CR-02", "cust-13", make_card("4000000000009995"), amount=1500
+    charged, stored = await charge_and_register(
+        gateway_client, "CR-02", "cust-13", make_card("4000000000009995"), amount=1500
     )
-    assert result.charge.kind == "declined" and result.registration is None
+    assert charged.kind == "declined" and stored is None
     assert sandbox.state.requests["TradedCard"] == 0
 
 
@@ -187,8 +190,10 @@ async def test_charge_and_register_declined_stores_nothing(
 async def test_traded_card_unknown_is_settled(sandbox: Sandbox, fault: str, sends: int) -> None:
     sandbox.add_fault("TradedCard", fault, 1)
     async with make_gateway_client(sandbox, timeout_s=0.3) as client:
-        result = await client.charge_and_register("CR-03", "cust-14", make_card(VISA), amount=1500)
-    assert result.charge.ok and result.registration is not None and result.registration.ok
+        charged, stored = await charge_and_register(
+            client, "CR-03", "cust-14", make_card(VISA), amount=1500
+        )
+    assert charged.ok and stored is not None and stored.ok
     assert sandbox.state.requests["TradedCard"] == sends
     assert len(_cards(sandbox, "cust-14")) == 1
 
@@ -204,7 +209,7 @@ async def test_which_card_storage_failures_may_pass_later(sandbox: Sandbox) -> N
     """``retry_later``: unreachable, busy or lost answers may pass; the gateway's own refusal
     (here: TradedCard of an order that was never executed) will not."""
     async with make_gateway_client(sandbox, retry_backoff_s=(0.0,)) as client:
-        assert (await client.charge("RL-01", make_card(VISA), amount=100)).ok
+        assert (await charge(client, "RL-01", make_card(VISA), amount=100)).ok
         sandbox.add_fault("TradedCard", "http500", 2)
         lost = await client.store_traded_card("RL-01", "cust-20")
         assert (lost.kind, lost.retry_later) == ("unknown", True)
@@ -227,7 +232,7 @@ async def test_which_card_storage_failures_may_pass_later(sandbox: Sandbox) -> N
             "E01110010",
             False,
         )
-        declined = await client.charge("RL-03", make_card("4000000000000002"), amount=100)
+        declined = await charge(client, "RL-03", make_card("4000000000000002"), amount=100)
         assert declined.kind == "declined" and not declined.retry_later
         # Refused here before sending: a member id the gateway's charset cannot carry.
         unsendable = await client.store_traded_card("RL-01", "cust-\u263a")

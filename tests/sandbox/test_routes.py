@@ -12,6 +12,7 @@ import pytest
 
 from ivrpay.sandbox import Sandbox, start_sandbox
 from tests.support.gateway import (
+    charge,
     check_no_double_charges,
     future_expiry,
     make_card,
@@ -247,9 +248,9 @@ async def test_a_double_charge_fails_the_test_that_made_it(sandbox: Sandbox) -> 
     fixture runs :func:`check_no_double_charges` after every test that used it."""
     async with make_gateway_client(sandbox) as client:
         for order_id in ("ONE-01", "TWO-01"):
-            assert (await client.charge(order_id, make_card(VISA), amount=1)).ok
+            assert (await charge(client, order_id, make_card(VISA), amount=1)).ok
         check_no_double_charges(sandbox)  # two payments, one success each: fine
-        assert (await client.charge("ONE-02", make_card(VISA), amount=1)).ok
+        assert (await charge(client, "ONE-02", make_card(VISA), amount=1)).ok
     with pytest.raises(AssertionError, match=r"double charge.*ONE"):
         check_no_double_charges(sandbox)
     sandbox.expected_double_charges.add("ONE")  # a test that means it says so

@@ -9,6 +9,9 @@
 - the ``sandbox`` fixture fails any test after which a payment succeeded twice at the sandbox
   (``check_no_double_charges``); a test that does it on purpose adds the order id to
   ``sandbox.expected_double_charges``.
+- ``charge(client, order_id, card, ...)`` / ``charge_stored`` / ``charge_and_register``: the
+  gateway steps in the order the payment process sends them (open_transaction, ExecTran,
+  settle_exec, TradedCard): the client has no composites, so tests run the production steps.
 - ``card_safe_logs``: captures every log line (before and after the masker) at debug level and
   fails the test if any test card number was logged.
 """
@@ -27,7 +30,8 @@ import structlog
 
 from ivrpay import logging as ivrpay_logging
 from ivrpay.card.holder import CardData
-from ivrpay.gateway import GatewayClient
+from ivrpay.gateway import GatewayClient, Outcome
+from ivrpay.gateway.client import JobCd
 from ivrpay.sandbox import Sandbox, start_sandbox
 
 TEST_TIMEOUT_S = 1.0
@@ -81,6 +85,67 @@ def make_gateway_client(sandbox: Sandbox, **overrides: Any) -> GatewayClient:
     )
     options.update(overrides)
     return GatewayClient(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, **options)
+
+
+# -- the production steps, in order --------------------------------------------------------------
+async def _open(
+    client: GatewayClient, order_id: str, job_cd: JobCd, amount: int | None, tax: int | None
+) -> Outcome | tuple[str, str]:
+    entry = await client.open_transaction(order_id, job_cd, amount, tax)
+    if not entry.ok:
+        return entry
+    assert entry.access_id is not None and entry.access_pass is not None
+    return entry.access_id, entry.access_pass
+
+
+async def charge(
+    client: GatewayClient,
+    order_id: str,
+    card: CardData,
+    *,
+    job_cd: JobCd = "AUTH",
+    amount: int | None,
+    tax: int | None = None,
+    method: int = 1,
+    pay_times: int | None = None,
+) -> Outcome:
+    """EntryTran (recovered), ExecTran with a keyed card, settle_exec: as a call charges."""
+    opened = await _open(client, order_id, job_cd, amount, tax)
+    if isinstance(opened, Outcome):
+        return opened
+    executed = await client.exec_tran(order_id, *opened, card, method=method, pay_times=pay_times)
+    return await client.settle_exec(executed)
+
+
+async def charge_stored(
+    client: GatewayClient,
+    order_id: str,
+    member_id: str,
+    card_seq: int,
+    *,
+    job_cd: JobCd = "AUTH",
+    amount: int | None,
+    tax: int | None = None,
+    security_code: CardData | None = None,
+) -> Outcome:
+    """As :func:`charge`, with a stored card."""
+    opened = await _open(client, order_id, job_cd, amount, tax)
+    if isinstance(opened, Outcome):
+        return opened
+    executed = await client.exec_tran_member(
+        order_id, *opened, member_id, card_seq, security_code=security_code
+    )
+    return await client.settle_exec(executed)
+
+
+async def charge_and_register(
+    client: GatewayClient, order_id: str, member_id: str, card: CardData, *, amount: int
+) -> tuple[Outcome, Outcome | None]:
+    """:func:`charge`, then TradedCard of the charged card when the charge succeeded."""
+    charged = await charge(client, order_id, card, amount=amount)
+    if not charged.ok:
+        return charged, None
+    return charged, await client.store_traded_card(order_id, member_id)
 
 
 def check_no_double_charges(sandbox: Sandbox) -> None:
