@@ -51,11 +51,6 @@ class GatewayClient(GatewayRecovery):
     ) -> None:
         super().__init__(
             base_url,
-            shop_id,
-            shop_pass,
-            site_id,
-            site_pass,
-            reconcile_after_s=reconcile_after_s,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             retry_backoff_s=retry_backoff_s,
@@ -63,6 +58,9 @@ class GatewayClient(GatewayRecovery):
             max_connections=max_connections,
             clock=clock,
         )
+        self._shop_id, self._shop_pass = shop_id, shop_pass
+        self._site_id, self._site_pass = site_id, site_pass
+        self.reconcile_after_s = reconcile_after_s
 
     @classmethod
     def from_settings(

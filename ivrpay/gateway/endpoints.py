@@ -42,20 +42,11 @@ def _last4(card_no: str | None) -> str | None:
 class GatewayEndpoints(GatewayTransport):
     """The shop's and site's credentials and one method per endpoint, over the transport."""
 
-    def __init__(
-        self,
-        base_url: str,
-        shop_id: str,
-        shop_pass: str,
-        site_id: str = "",
-        site_pass: str = "",
-        **transport: Any,
-    ) -> None:
-        super().__init__(base_url, **transport)
-        self._shop_id = shop_id
-        self._shop_pass = shop_pass
-        self._site_id = site_id
-        self._site_pass = site_pass
+    # Set by the assembled client (``ivrpay.gateway.client.GatewayClient``).
+    _shop_id: str
+    _shop_pass: str
+    _site_id: str
+    _site_pass: str
 
     def _shop(self) -> dict[str, Any]:
         return {"ShopID": self._shop_id, "ShopPass": self._shop_pass}

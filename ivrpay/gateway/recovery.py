@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from ivrpay.card.holder import CardData
 from ivrpay.gateway import errors
@@ -45,9 +45,7 @@ class GatewayRecovery(GatewayEndpoints):
     """``reconcile_after_s``: how old a send must be before SearchTrade's ``UNPROCESSED`` is
     trusted as "not executed"."""
 
-    def __init__(self, *args: Any, reconcile_after_s: float = 300.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.reconcile_after_s = reconcile_after_s
+    reconcile_after_s: float  # set by the assembled client
 
     async def open_transaction(
         self, order_id: str, job_cd: JobCd, amount: int | None, tax: int | None = None
