@@ -86,6 +86,7 @@ def render(
         yen=i18n.yen,
         when=lambda v, with_date=True: i18n.local_time(v, settings.tz, with_date),
         reason=lambda e: i18n.reason(e, lang),
+        field_message=lambda m: i18n.field_message(m, lang),
         static=lambda name: str(request.app.router["static"].url_for(filename=name)),
         **context,
     )

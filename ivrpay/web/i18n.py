@@ -6,6 +6,7 @@ API would send, after the field's name in the screen's language, so the two neve
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -95,6 +96,11 @@ WORDS: dict[str, tuple[str, str]] = {
         "引き戻しは使えません（AMIが設定されていません）。",
         "Take-back is not available (AMI is not configured).",
     ),
+    "take_back_unavailable": (
+        "引き戻しはこのサーバーではまだ使えません。",
+        "Take-back is not available on this server yet.",
+    ),
+    "next_payment": ("次の決済を登録", "Register the next payment"),
     "capture": ("売上確定", "Capture"),
     "void": ("取消", "Void"),
     "refund": ("返品", "Refund"),
@@ -273,6 +279,33 @@ REASONS: dict[str, tuple[str, str]] = {
 }
 _DECLINED = ("カード会社により利用できませんでした。", "The card issuer declined the card.")
 _SYSTEM = ("決済システムのエラーです。", "A payment system error.")
+
+
+# The API's field messages (ivrpay.api.validation) in Japanese; the API's own words follow them on
+# the screen, so the two never disagree. Patterns, because some messages carry their limits.
+FIELD_MESSAGES_JA: tuple[tuple[str, str], ...] = (
+    (r"is required", "入力してください"),
+    (r"must be an integer", "整数で入力してください"),
+    (r"must be between (\d+) and (\d+)", r"\1〜\2の範囲で入力してください"),
+    (r"must be 1–24 of A-Z a-z 0-9 -", "半角英数字とハイフンで1〜24文字にしてください"),
+    (r"must be 1–60 of A-Z a-z 0-9 _ \. @ -", "半角英数字と _ . @ - で1〜60文字にしてください"),
+    (r"amount \+ tax must not exceed (\d+)", r"金額と税額の合計は\1円までです"),
+    (r"is required with method 2 \(instalments\)", "分割払いでは分割回数が必要です"),
+    (r"is allowed only with method 2 \(instalments\)", "分割回数は分割払いのときだけ指定できます"),
+    (r"is not an allowed dial string.*", "使えない内線の形式です（例: PJSIP/1001）"),
+    (r"must not contain a card number.*", "カード番号を入力してはいけません"),
+    (r"A payment with order_id .* exists already\.", "この注文番号の決済は既にあります"),
+)
+
+
+def field_message(message: str, lang: str) -> str:
+    """An API field message for the screen: in Japanese with the API's words after it."""
+    if lang != "ja":
+        return message
+    for pattern, ja in FIELD_MESSAGES_JA:
+        if re.fullmatch(pattern, message):
+            return f"{re.sub(pattern, ja, message)}（{message}）"
+    return message
 
 
 def words(lang: str) -> dict[str, str]:

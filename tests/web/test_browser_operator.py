@@ -100,6 +100,16 @@ async def test_the_form_shows_the_api_s_own_words(browser: Any, screen: Screen) 
     assert await page.inner_text("#error-amount") == "must be an integer"
     assert "IVRPAY_CALLBACK_PATTERN" in await page.inner_text("#error-callback")
     await page.screenshot(path=shot("new-payment-errors"))
+    # In Japanese: the same words of the API, after their Japanese sense.
+    await page.click("#switch-lang")
+    await page.wait_for_selector("html[lang=ja]")
+    await page.fill("#order_id", "web-form-1")
+    await page.fill("#amount", "abc")
+    await page.fill("#callback", "PJSIP/1001")
+    await page.click("#register")
+    await page.wait_for_selector("#form-errors")
+    assert await page.inner_text("#error-amount") == "整数で入力してください（must be an integer）"
+    assert await page.query_selector("#error-order_id") is None
     await page.context.close()
 
 
