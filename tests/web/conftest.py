@@ -27,6 +27,7 @@ from ivrpay.simulator import SimulatedCall
 from tests.support.db import _empty_all
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+CONSOLE_ERRORS: dict[Any, list[str]] = {}
 PASSWORDS = {"opera": "operator-pass-1", "admin": "admin-pass-1", "opera2": "operator-pass-2"}
 
 
@@ -135,6 +136,11 @@ async def signed_in_page(browser: Any, screen: Screen, name: str, lang: str = "j
     context = await browser.new_context(locale="ja-JP", viewport={"width": 1200, "height": 900})
     context.set_default_timeout(15000)
     page = await context.new_page()
+    # Every console error (a CSP refusal, a missing file) is kept: tests assert there are none.
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    CONSOLE_ERRORS[page] = errors
     await page.goto(screen.url + "/")
     if lang != "ja":
         await page.click("#switch-lang")

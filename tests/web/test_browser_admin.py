@@ -13,7 +13,7 @@ import pytest
 
 from ivrpay import store
 from ivrpay.sounds.catalogue import prompt_file
-from tests.web.conftest import Screen, shot, signed_in_page
+from tests.web.conftest import CONSOLE_ERRORS, Screen, shot, signed_in_page
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -88,6 +88,7 @@ async def test_a_prompt_is_replaced_a_bad_upload_refused_and_the_old_one_restore
     assert target.read_bytes() == shipped
     actions = [a["action"] for a in (await store.screen.search_audit(screen.pool))[0]]
     assert actions[:2] == ["prompt_restored", "prompt_replaced"]
+    assert [e for e in CONSOLE_ERRORS[page] if "status of 422" not in e] == []  # the refusals
     await page.context.close()
 
 

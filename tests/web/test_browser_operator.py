@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.gateway import future_expiry
-from tests.web.conftest import Screen, shot, signed_in_page
+from tests.web.conftest import CONSOLE_ERRORS, Screen, shot, signed_in_page
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -156,6 +156,7 @@ async def test_a_call_followed_live_to_approved(browser: Any, screen: Screen) ->
         assert await state(page, step) == "done", step
     no_card_digits(await page.content(), VISA)
     assert pid in page.url
+    assert CONSOLE_ERRORS[page] == []  # the CSP refused nothing, no file was missing
     await page.context.close()
 
 
