@@ -99,3 +99,28 @@ async def test_disabling_a_user_signs_them_out(screen: Screen) -> None:
         assert await http_sign_in(op, "opera2") == 401
         rows, _ = await store.screen.search_audit(screen.pool, action="user_disabled")
         assert rows[0]["target"] == "user:opera2" and rows[0]["actor"] == "screen:admin"
+
+
+async def test_a_client_s_webhook_deliveries_are_listed(
+    screen: Screen, http: aiohttp.ClientSession
+) -> None:
+    client, _key, _secret = await store.create_api_client(
+        screen.pool, "hooked", "http://127.0.0.1:9/hook"
+    )
+    payment = await store.create_payment(
+        screen.pool,
+        client_id=client["id"],
+        order_id="web-hook-1",
+        amount=100,
+        now=datetime.now(UTC),
+    )
+    await store.cancel_payment(screen.pool, payment["id"], now=datetime.now(UTC), actor="test")
+    assert await http_sign_in(http, "admin") == 303
+    async with http.get("/admin/keys") as r:
+        page = await r.text()
+    assert 'data-client="hooked"' in page and "http://127.0.0.1:9/hook" in page
+    async with http.get(f"/admin/keys/{client['id']}/deliveries") as r:
+        assert r.status == 200
+        page = await r.text()
+    assert 'data-type="payment.canceled"' in page
+    assert f"/payments/{payment['id']}" in page

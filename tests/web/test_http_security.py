@@ -23,7 +23,12 @@ ADMIN_ROUTES = 16
 @pytest.fixture(scope="module")
 def screen_overrides() -> dict[str, Any]:
     # Small numbers, so that the lockout and expiry are reached without waiting.
-    return {"signin_max_failures": 3, "signin_lockout_s": 600.0, "session_idle_s": 600.0}
+    return {
+        "signin_max_failures": 3,
+        "signin_lockout_s": 600.0,
+        "session_idle_s": 600.0,
+        "session_max_s": 1000.0,
+    }
 
 
 def _shift(screen: Screen, delta: timedelta) -> None:
@@ -156,6 +161,19 @@ async def test_a_session_expires_when_idle_and_sign_out_ends_it(
     csrf = await form_csrf(http, "/payments/new")
     async with http.post("/signout", data={"csrf": csrf}, allow_redirects=False) as r:
         assert r.status == 303
+    async with http.get("/payments/new", allow_redirects=False) as r:
+        assert r.status == 303 and r.headers["Location"] == "/signin"
+
+
+async def test_a_session_ends_at_its_maximum_age_however_busy(
+    screen: Screen, http: aiohttp.ClientSession
+) -> None:
+    assert await http_sign_in(http, "opera") == 303
+    for seconds in (500, 990):  # each request within the idle window
+        _shift(screen, timedelta(seconds=seconds))
+        async with http.get("/payments/new", allow_redirects=False) as r:
+            assert r.status == 200, seconds
+    _shift(screen, timedelta(seconds=1001))
     async with http.get("/payments/new", allow_redirects=False) as r:
         assert r.status == 303 and r.headers["Location"] == "/signin"
 
