@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of the HTTP API (``GET /api/v1/openapi.json``).
 
-Built from the same constants the validator uses, and from the settings that shape the contract
-(languages, the operator callback pattern), so the document cannot drift from the checks. A test
-compares its paths with the application's routes.
+The components are generated from the API's models (``models.py``, the declarations the request
+validation reads too) and the settings that shape the contract (languages, the operator callback
+pattern), so the document cannot drift from the checks. The paths are written here by hand; a test
+compares them with the application's routes.
 """
 
 from __future__ import annotations
@@ -10,398 +11,56 @@ from __future__ import annotations
 from typing import Any
 
 from ivrpay import __version__ as _version
-from ivrpay.api import validation as v
+from ivrpay.api import models as m
+from ivrpay.api.problems import FieldError
+from ivrpay.api.schema import field_names, request_schema, response_schema
+from ivrpay.api.schema import ref as _ref
 from ivrpay.config import Settings
-from ivrpay.store.states import ERROR_CATEGORIES, STEPS
-from ivrpay.store.states import WEBHOOK_TYPES as _store_webhook_types
 from ivrpay.store.webhooks import SIGNATURE_HEADER
 
 API_PREFIX = "/api/v1"
 
-PAYMENT_FIELDS = (
-    "id",
-    "order_id",
-    "amount",
-    "tax",
-    "job",
-    "method",
-    "pay_times",
-    "operation",
-    "member_id",
-    "language",
-    "metadata",
-    "status",
-    "code",
-    "transfer_to",
-    "expires_at",
-    "operator",
-    "progress",
-    "executions",
-    "card",
-    "result",
-    "registration",
-    "error",
-    "call",
-    "settlement",
-    "cancel_requested",
-    "needs_review",
-    "created_at",
-    "updated_at",
+PAYMENT_FIELDS = field_names(m.Payment)
+WEBHOOK_DELIVERY_FIELDS = field_names(m.WebhookDelivery)
+WEBHOOK_TYPES = m.WEBHOOK_TYPES
+
+# Component name: (model, no other properties allowed). Requests are always closed.
+_REQUESTS: tuple[type, ...] = (m.NewPayment, m.Operator)
+_RESPONSES: tuple[tuple[type, bool], ...] = (
+    (m.Payment, True),
+    (m.PaymentError, False),
+    (m.PaymentOperator, False),
+    (m.Progress, False),
+    (m.Execution, False),
+    (m.Card, False),
+    (m.PaymentResult, False),
+    (m.Registration, False),
+    (m.PaymentCall, False),
+    (m.PaymentList, False),
+    (m.WebhookEvent, True),
+    (m.WebhookDelivery, False),
+    (m.DeliveryAttempt, False),
+    (m.WebhookDeliveryList, False),
+    (FieldError, False),
+    (m.Problem, False),
+    (m.Health, False),
+    (m.HealthChecks, False),
+    (m.Check, False),
 )
-WEBHOOK_DELIVERY_FIELDS = (
-    "id",
-    "payment_id",
-    "type",
-    "sequence",
-    "url",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "created_at",
-    "delivered_at",
-    "history",
-)
-SETTLEMENTS = ("authorized", "captured", "voided", "refunded")
-# The event types the store emits, in its order: one table, so the document cannot drift.
-WEBHOOK_TYPES = tuple(_store_webhook_types.values())
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    out = dict(schema)
-    t = out.get("type")
-    if isinstance(t, str):
-        out["type"] = [t, "null"]
-    if "enum" in out:
-        out["enum"] = [*out["enum"], None]
-    return out
-
-
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_TIME = {"type": "string", "format": "date-time"}
-
-
-def _obj(props: dict[str, Any], required: tuple[str, ...] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(props if required is None else required),
-    }
+# The create body keeps its published name.
+_NAMES = {"NewPayment": "PaymentCreate"}
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
-    payment_error = _obj(
-        {
-            "code": _STR,
-            "category": {"type": "string", "enum": list(ERROR_CATEGORIES)},
-            "message": _nullable(_STR),
-        },
-        required=("code", "category"),
-    )
-    operator = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "pattern": v.OPERATOR_ID_RE, "maxLength": 64},
-            "callback": {
-                "type": "string",
-                "pattern": settings.callback_pattern,
-                "description": "Dial string the caller goes back to; matches "
-                "IVRPAY_CALLBACK_PATTERN.",
-            },
-        },
-        "required": ["id", "callback"],
+    out: dict[str, Any] = {}
+    for model in _REQUESTS:
+        out[_NAMES.get(model.__name__, model.__name__)] = request_schema(model, settings)
+    for model, closed in _RESPONSES:
+        out[model.__name__] = response_schema(model, closed=closed)
+    out["ValidationProblem"] = {
+        "allOf": [_ref("Problem"), {"type": "object", "required": ["errors"]}]
     }
-    create = {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "amount + tax must be within 1…9,999,999 for charges. Unknown fields are "
-        "rejected; null counts as not given.",
-        "properties": {
-            "order_id": {"type": "string", "pattern": v.ORDER_ID_RE, "maxLength": 24},
-            "amount": _nullable(
-                {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": v.AMOUNT_MAX,
-                    "description": "Yen, without tax. Ignored by register.",
-                }
-            ),
-            "tax": _nullable(
-                {"type": "integer", "minimum": 0, "maximum": v.AMOUNT_MAX - 1, "default": 0}
-            ),
-            "job": _nullable(
-                {
-                    "type": "string",
-                    "enum": list(v.JOBS),
-                    "default": "AUTH",
-                    "description": "Not for register.",
-                }
-            ),
-            "method": _nullable(
-                {
-                    "type": "integer",
-                    "enum": list(v.METHODS),
-                    "default": 1,
-                    "description": "1 lump sum, 2 instalments, 5 revolving. Not for register.",
-                }
-            ),
-            "pay_times": _nullable(
-                {
-                    "type": "integer",
-                    "minimum": v.PAY_TIMES_MIN,
-                    "maximum": v.PAY_TIMES_MAX,
-                    "description": "Required with method 2, refused otherwise.",
-                }
-            ),
-            "operation": _nullable(
-                {"type": "string", "enum": list(v.OPERATIONS), "default": "charge"}
-            ),
-            "member_id": _nullable(
-                {
-                    "type": "string",
-                    "pattern": v.MEMBER_ID_RE,
-                    "maxLength": 60,
-                    "description": "Required for register and charge_and_register, refused "
-                    "for charge.",
-                }
-            ),
-            "operator": _nullable(_ref("Operator")),
-            "language": _nullable(
-                {
-                    "type": "string",
-                    "enum": list(settings.languages),
-                    "default": settings.default_language,
-                }
-            ),
-            "expires_in": _nullable(
-                {
-                    "type": "integer",
-                    "minimum": v.EXPIRES_IN_MIN,
-                    "maximum": v.EXPIRES_IN_MAX,
-                    "default": v.EXPIRES_IN_DEFAULT,
-                    "description": "Seconds until an unclaimed payment expires.",
-                }
-            ),
-            "metadata": _nullable(
-                {
-                    "type": "object",
-                    "description": f"At most {v.METADATA_MAX_BYTES} bytes as compact JSON.",
-                }
-            ),
-        },
-        "required": ["order_id"],
-        "allOf": [
-            {
-                "if": {
-                    "properties": {"operation": {"const": "register"}},
-                    "required": ["operation"],
-                },
-                "then": {
-                    "required": ["member_id"],
-                    "properties": {
-                        "job": {"type": "null"},
-                        "method": {"type": "null"},
-                        "pay_times": {"type": "null"},
-                    },
-                },
-                "else": {
-                    "required": ["amount"],
-                    "properties": {"amount": {"type": "integer"}},
-                },
-            },
-            {
-                "if": {
-                    "properties": {"operation": {"const": "charge_and_register"}},
-                    "required": ["operation"],
-                },
-                "then": {"required": ["member_id"]},
-            },
-        ],
-    }
-    payment = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(PAYMENT_FIELDS),
-        "properties": {
-            "id": _STR,
-            "order_id": _STR,
-            "amount": _nullable(_INT),
-            "tax": _nullable(_INT),
-            "job": _nullable({"type": "string", "enum": list(v.JOBS)}),
-            "method": _nullable(_INT),
-            "pay_times": _nullable(_INT),
-            "operation": {"type": "string", "enum": list(v.OPERATIONS)},
-            "member_id": _nullable(_STR),
-            "language": _STR,
-            "metadata": {"type": "object"},
-            "status": {"type": "string", "enum": list(v.STATUSES)},
-            "code": {"type": "string", "pattern": "^[0-9]{6}$"},
-            "transfer_to": {"type": "string", "pattern": "^8[0-9]{6}$"},
-            "expires_at": _TIME,
-            "operator": _nullable(_obj({"id": _nullable(_STR), "callback": _STR})),
-            "progress": {
-                "type": "object",
-                "properties": {
-                    "step": _nullable({"type": "string", "enum": list(STEPS)}),
-                    "attempts": {
-                        "type": "object",
-                        "additionalProperties": {"type": "integer", "minimum": 0},
-                    },
-                },
-                "required": ["step", "attempts"],
-            },
-            "executions": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "order_id": _STR,
-                        "started_at": _TIME,
-                        "outcome": _nullable(_STR),
-                        "error": _nullable(_ref("PaymentError")),
-                    }
-                ),
-            },
-            "card": _nullable(_obj({"brand": _nullable(_STR), "last4": _nullable(_STR)})),
-            "result": _nullable(
-                _obj(
-                    {
-                        "approve": _nullable(_STR),
-                        "tran_id": _nullable(_STR),
-                        "tran_date": _nullable(_TIME),
-                        "forward": _nullable(_STR),
-                        "card_seq": _nullable({"type": "integer", "minimum": 0}),
-                    },
-                    required=(),
-                )
-            ),
-            "registration": _nullable(
-                _obj(
-                    {
-                        "status": {"type": "string", "enum": ["succeeded", "failed", "pending"]},
-                        "card_seq": _nullable({"type": "integer"}),
-                        "error": _nullable(_ref("PaymentError")),
-                    },
-                    required=("status",),
-                )
-            ),
-            "error": _nullable(_ref("PaymentError")),
-            "call": _nullable(
-                _obj(
-                    {
-                        "uniqueid": _nullable(_STR),
-                        "channel": _nullable(_STR),
-                        "started_at": _nullable(_TIME),
-                        "ended_at": _nullable(_TIME),
-                    },
-                    required=(),
-                )
-            ),
-            "settlement": _nullable({"type": "string", "enum": list(SETTLEMENTS)}),
-            "cancel_requested": {"type": "boolean"},
-            "needs_review": {"type": "boolean"},
-            "created_at": _TIME,
-            "updated_at": _TIME,
-        },
-    }
-    delivery = {
-        "type": "object",
-        "required": list(WEBHOOK_DELIVERY_FIELDS),
-        "properties": {
-            "id": _STR,
-            "payment_id": _STR,
-            "type": {"type": "string", "enum": list(WEBHOOK_TYPES)},
-            "sequence": _INT,
-            "url": _STR,
-            "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
-            "attempts": {"type": "integer", "minimum": 0},
-            "next_attempt_at": _nullable(_TIME),
-            "created_at": _TIME,
-            "delivered_at": _nullable(_TIME),
-            "history": {
-                "type": "array",
-                "items": _obj(
-                    {
-                        "attempted_at": _TIME,
-                        "status_code": _nullable(_INT),
-                        "error": _nullable(_STR),
-                        "duration_ms": _nullable({"type": "number"}),
-                    },
-                    required=("attempted_at",),
-                ),
-            },
-        },
-    }
-    webhook_event = {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "The body of every webhook delivery: the same bytes on every retry.",
-        "properties": {
-            "id": {
-                "type": "string",
-                "description": "The event id; also X-Ivrpay-Delivery. Deduplicate by it.",
-            },
-            "type": {"type": "string", "enum": list(WEBHOOK_TYPES)},
-            "sequence": {
-                "type": "integer",
-                "minimum": 1,
-                "description": "The payment's event sequence number: a larger one is newer.",
-            },
-            "created_at": _TIME,
-            "payment": _ref("Payment"),
-        },
-        "required": ["id", "type", "sequence", "created_at", "payment"],
-    }
-    problem = {
-        "type": "object",
-        "description": "RFC 9457 problem details.",
-        "properties": {
-            "type": {"type": "string"},
-            "title": _STR,
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": _STR,
-            "instance": _STR,
-            "errors": {"type": "array", "items": _ref("FieldError")},
-            "gateway_errors": {
-                "type": "array",
-                "items": _STR,
-                "description": "The gateway's ErrInfo codes, when it refused.",
-            },
-        },
-        "required": ["type", "title", "status"],
-    }
-    check = _obj({"status": {"type": "string"}, "detail": _STR}, required=("status",))
-    return {
-        "PaymentCreate": create,
-        "Operator": operator,
-        "Payment": payment,
-        "PaymentError": payment_error,
-        "PaymentList": _obj(
-            {"items": {"type": "array", "items": _ref("Payment")}, "next_cursor": _nullable(_STR)}
-        ),
-        "WebhookEvent": webhook_event,
-        "WebhookDelivery": delivery,
-        "WebhookDeliveryList": _obj({"items": {"type": "array", "items": _ref("WebhookDelivery")}}),
-        "FieldError": _obj({"field": _STR, "message": _STR}),
-        "Problem": problem,
-        "ValidationProblem": {
-            "allOf": [_ref("Problem"), {"type": "object", "required": ["errors"]}]
-        },
-        "Health": _obj(
-            {
-                "status": {"type": "string", "enum": ["ok", "degraded", "fail"]},
-                "checks": _obj(
-                    {"database": check, "gateway": check, "ami": check},
-                ),
-            }
-        ),
-    }
+    return out
 
 
 _PROBLEM_TEXT = {
@@ -449,7 +108,7 @@ _IDEMPOTENCY_HEADER = {
     "required": False,
     "description": "Per API key, kept 24 h: the same key and body give the same answer; another "
     "body, or a duplicate still in progress, is 409.",
-    "schema": {"type": "string", "pattern": v.IDEMPOTENCY_KEY_RE},
+    "schema": {"type": "string", "pattern": m.IDEMPOTENCY_KEY_RE},
 }
 _REPLAYED_HEADER = {
     "Idempotent-Replayed": {
@@ -574,12 +233,12 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     {
                         "name": "order_id",
                         "in": "query",
-                        "schema": {"type": "string", "pattern": v.ORDER_ID_RE},
+                        "schema": {"type": "string", "pattern": m.ORDER_ID_RE},
                     },
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"type": "string", "enum": list(v.STATUSES)},
+                        "schema": {"type": "string", "enum": list(m.STATUSES)},
                     },
                     {
                         "name": "updated_since",
@@ -600,8 +259,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "schema": {
                             "type": "integer",
                             "minimum": 1,
-                            "maximum": v.LIST_LIMIT_MAX,
-                            "default": v.LIST_LIMIT_DEFAULT,
+                            "maximum": m.LIST_LIMIT_MAX,
+                            "default": m.LIST_LIMIT_DEFAULT,
                         },
                     },
                 ],

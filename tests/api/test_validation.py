@@ -123,15 +123,29 @@ def test_job_method_pay_times() -> None:
     assert ok(method=5).method == 5
 
 
-def test_register_ignores_amount_and_refuses_charge_fields() -> None:
-    p = parse_new_payment(
-        {"order_id": "R", "operation": "register", "member_id": "m", "amount": 5}, S
-    )
-    assert (p.amount, p.tax, p.job, p.method) == (None, None, None, None)
-    errs = field_errors(
-        {"order_id": "R", "operation": "register", "member_id": "m", "job": "AUTH", "method": 1}
-    )
-    assert set(errs) == {"job", "method"}
+def test_register_ignores_amount_tax_and_job() -> None:
+    # A core system that always sends amount and job is not refused for a register.
+    base = {"order_id": "R", "operation": "register", "member_id": "m"}
+    for extra in (
+        {"amount": 5},
+        {"amount": 0, "tax": 0, "job": "AUTH"},
+        {"amount": 12_000, "tax": 800, "job": "CAPTURE"},
+        {"amount": -1, "tax": 99_999_999, "job": "SALES"},
+    ):
+        p = parse_new_payment({**base, **extra}, S)
+        assert (p.amount, p.tax, p.job, p.method, p.pay_times) == (None,) * 5, extra
+    # Only their JSON types are checked, as the document says.
+    assert field_errors({**base, "amount": "5", "tax": 1.5, "job": 1}) == {
+        "amount": "must be an integer",
+        "tax": "must be an integer",
+        "job": "must be a string",
+    }
+    # method and pay_times are the charge's, not ignored: a register refuses them.
+    errs = field_errors({**base, "method": 1, "pay_times": 3})
+    assert errs == {
+        "method": "applies only to charge and charge_and_register",
+        "pay_times": "applies only to charge and charge_and_register",
+    }
     assert "member_id" in field_errors({"order_id": "R", "operation": "register"})
 
 
