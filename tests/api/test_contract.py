@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -258,3 +259,88 @@ async def test_a_forged_cursor_is_refused_cleanly(client: TestClient, auth: dict
         r = await client.get(P, params={"cursor": forge(value)}, headers=auth)
         assert r.status == 422, (value, await r.text())
         assert [e["field"] for e in (await r.json())["errors"]] == ["cursor"]
+
+
+# product.md "A payment:" word for word, and the fields "API shapes" and the cancel route add.
+PRODUCT_PAYMENT = (
+    "id, order_id, amount, tax, job, method, pay_times, operation, member_id, language, metadata, "
+    "status, code, transfer_to, expires_at, operator, progress {step, attempts}, executions, "
+    "card {brand, last4}, result {approve, tran_id, tran_date, forward, card_seq}, registration, "
+    "error {code, category, message}, call {uniqueid, channel, started_at, ended_at}, created_at, "
+    "updated_at"
+)
+PRODUCT_PARTS = {
+    "executions": {"order_id", "started_at", "outcome", "error"},
+    "registration": {"status", "card_seq", "error"},
+    "operator": {"id", "callback"},
+}
+PRODUCT_EXTRA = {"settlement", "cancel_requested", "needs_review"}
+
+
+def _spec_fields(text: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for m in re.finditer(r"(\w+)(?: \{([^}]*)\})?", text):
+        out[m.group(1)] = {p.strip() for p in (m.group(2) or "").split(",") if p.strip()}
+    return out
+
+
+def test_the_payment_model_describes_every_field_of_the_product() -> None:
+    doc = build_openapi(Settings())
+    schemas = doc["components"]["schemas"]
+    payment = schemas["Payment"]
+    spec = _spec_fields(PRODUCT_PAYMENT)
+    assert set(payment["properties"]) == set(spec) | PRODUCT_EXTRA
+    assert set(payment["required"]) == set(payment["properties"])  # always there, maybe null
+
+    def part(name: str) -> dict[str, Any]:
+        schema = payment["properties"][name]
+        schema = schema.get("items", schema)
+        refs = [s["$ref"] for s in schema.get("anyOf", [schema]) if "$ref" in s]
+        return schemas[refs[0].rsplit("/", 1)[1]]
+
+    for name, inner in {**{k: v for k, v in spec.items() if v}, **PRODUCT_PARTS}.items():
+        assert set(part(name)["properties"]) == inner, name
+    assert part("error")["properties"]["category"]["enum"] == [
+        "input",
+        "declined",
+        "system",
+        "unknown",
+    ]
+    assert schemas["Registration"]["properties"]["status"]["enum"] == [
+        "succeeded",
+        "failed",
+        "pending",
+    ]
+    assert schemas["Payment"]["properties"]["settlement"]["enum"] == [
+        "authorized",
+        "captured",
+        "voided",
+        "refunded",
+        None,
+    ]
+
+
+async def test_register_ignores_amount_tax_and_job_over_http(
+    client: TestClient, auth: dict
+) -> None:
+    # A core system that sends every field it has for a charge is not refused for a register.
+    p = await create(
+        client,
+        auth,
+        order_id="REG-ALL",
+        operation="register",
+        member_id="m-1",
+        amount=12_000,
+        tax=800,
+        job="CAPTURE",
+    )
+    assert (p["operation"], p["job"], p["method"], p["pay_times"]) == ("register", None, None, None)
+    errors = _validator(build_openapi(Settings()), "Payment").iter_errors(p)
+    assert [e.message for e in errors] == []
+    r = await client.post(
+        P,
+        json=body(order_id="REG-2", operation="register", member_id="m-1", method=1),
+        headers=auth,
+    )
+    assert r.status == 422
+    assert [e["field"] for e in (await r.json())["errors"]] == ["method"]
