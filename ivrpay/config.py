@@ -99,6 +99,15 @@ class Settings:
     signin_max_failures: int = 5
     signin_lockout_s: float = 900.0
     prompt_max_s: float = 30.0
+    # The AMI link (take-back): reconnect back-off, a much slower one after a refused login
+    # (never hammer the PBX's security log), the answer timeout, keep-alive pings, and how long
+    # a process without a link waits for another process to send its redirect.
+    ami_backoff_s: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30)
+    ami_refused_backoff_s: tuple[float, ...] = (30, 60, 120, 300)
+    ami_action_timeout_s: float = 5.0
+    ami_ping_s: float = 10.0
+    ami_relay_wait_s: float = 3.0
+    ami_relay_poll_s: float = 0.2
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

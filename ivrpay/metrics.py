@@ -32,6 +32,14 @@ API_REQUESTS = Counter(
     "HTTP API answers by route and status code.",
     ["method", "route", "status"],
 )
+AMI_RECONNECTS = Counter(
+    "ivrpay_ami_reconnects_total", "AMI logins after the first (the link dropped and came back)."
+)
+TAKE_BACKS = Counter(
+    "ivrpay_take_backs_total",
+    "Take-backs by outcome (ok, conflict, refused, unknown, unavailable).",
+    ["outcome"],
+)
 SSE_STREAMS = Gauge("ivrpay_sse_streams", "Open payment event streams.")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -23,7 +23,9 @@ from aiohttp import web
 
 from ivrpay import store
 from ivrpay.agi.server import FastAGIServer
+from ivrpay.ami import parse_ami_url
 from ivrpay.api.app import init_app, start_http
+from ivrpay.api.takeback import TakeBack
 from ivrpay.config import ConfigError, Settings
 from ivrpay.flow.call import FlowDeps, busy_handler, pay_handler
 from ivrpay.flow.prompts import missing_prompts
@@ -69,6 +71,7 @@ class Service:
     http: web.AppRunner | None = None
     workers: Workers | None = None
     deps: FlowDeps | None = None
+    takeback: TakeBack | None = None  # None: IVRPAY_AMI_URL unset
     http_port: int = 0
     owner: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -77,6 +80,8 @@ class Service:
     async def start(self) -> None:
         s = self.settings
         check_prompts(s)
+        if s.ami_url is not None:
+            parse_ami_url(s.ami_url)  # a bad URL stops start-up before anything opens
         self.db = await store.open_database(s, var_dir=self.var_dir)
         self.gateway = GatewayClient.from_settings(s, base_url=self.gateway_url)
         self.listener = store.PaymentListener(self.db.url)
@@ -91,7 +96,17 @@ class Service:
             live_tokens=lambda: tuple(deps.live_tokens),
         )
         await self.workers.start()
-        app = init_app(s, pool=self.db.pool, gateway=self.gateway, listener=self.listener)
+        # One AMI link per process, made inside the running loop; the PBX may be down now.
+        self.takeback = TakeBack.from_settings(s, self.db.pool, owner=self.owner)
+        if self.takeback is not None:
+            await self.takeback.start()
+        app = init_app(
+            s,
+            pool=self.db.pool,
+            gateway=self.gateway,
+            ami=self.takeback,
+            listener=self.listener,
+        )
         install_screen(app)
         self.http = await start_http(
             app, s.http_listen.host, s.http_listen.port, shutdown_timeout=2.0
@@ -122,6 +137,8 @@ class Service:
             await asyncio.wait(set(self.deps.tasks), timeout=self.settings.gateway_timeout_s * 3)
         if self.http is not None:
             await self.http.cleanup()
+        if self.takeback is not None:
+            await self.takeback.close()
         if self.workers is not None:
             await self.workers.stop()
         if self.listener is not None:

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.agi",
+    "tests.support.ami",
     "tests.support.db",
     "tests.support.gateway",
 ]

@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from ivrpay import store
-from ivrpay.api import events, keys, ops, payments
+from ivrpay.api import events, keys, ops, payments, takeback
 from ivrpay.api.middleware import auth_middleware, metrics_middleware, problem_middleware
 from ivrpay.api.openapi import API_PREFIX, build_openapi
 from ivrpay.config import Settings
@@ -44,7 +44,8 @@ def init_app(
     """Build the root application.
 
     ``pool``: the asyncpg pool (owned by the caller). ``gateway``: the gateway client for
-    capture, void and refund, or ``None`` (those answer 503). ``ami``: the AMI manager or ``None``.
+    capture, void and refund, or ``None`` (those answer 503). ``ami``: the take-back service
+    (:class:`ivrpay.api.takeback.TakeBack`, started by the caller) or ``None`` (disabled).
     ``listener``: a started :class:`ivrpay.store.PaymentListener` shared by the process; without
     one, the application starts its own on ``database_url`` (or ``settings.database_url``) and
     closes it on cleanup; with neither, the events stream answers 503. ``clock``: "now" for
@@ -70,6 +71,7 @@ def init_app(
     api = web.Application(middlewares=[metrics_middleware, problem_middleware, auth_middleware])
     api.router.add_routes(payments.routes)
     api.router.add_routes(events.routes)
+    api.router.add_routes(takeback.routes)
     api.router.add_get("/openapi.json", ops.openapi_document)
     app.add_subapp(API_PREFIX, api)
 

@@ -210,6 +210,16 @@ class PaymentCall:
 
 
 @dataclass(frozen=True)
+class TakenBack:
+    """The operator took the caller back over AMI (issue 11); ``process``: the ivrpay process
+    whose AMI link sent the Redirect (null until it was sent)."""
+
+    by: str
+    at: Time
+    process: str | None = None
+
+
+@dataclass(frozen=True)
 class Payment:
     """A payment: every field is always there (null when it does not apply yet)."""
 
@@ -238,6 +248,7 @@ class Payment:
     call: PaymentCall | None
     settlement: Annotated[str, Json(enum=list(SETTLEMENTS))] | None
     cancel_requested: bool
+    taken_back: TakenBack | None
     needs_review: bool
     created_at: Time
     updated_at: Time
@@ -313,6 +324,15 @@ class Problem:
 class Check:
     status: str
     detail: str = ""
+    since: Time | None = None  # AMI down since when
+
+
+@dataclass(frozen=True)
+class TakeBackAnswer:
+    """202 of POST /payments/{id}/take-back: the payment, and the process that redirected."""
+
+    payment: Payment
+    redirected_by: str
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ _RESPONSES: tuple[tuple[type, bool], ...] = (
     (m.Health, False),
     (m.HealthChecks, False),
     (m.Check, False),
+    (m.TakenBack, False),
+    (m.TakeBackAnswer, False),
 )
 # The create body keeps its published name.
 _NAMES = {"NewPayment": "PaymentCreate"}
@@ -140,6 +142,30 @@ def _action(name: str, summary: str, extra: dict[int, Any] | None = None) -> dic
         },
         "responses": responses,
     }
+
+
+def _take_back_operation() -> dict[str, Any]:
+    """POST /payments/{id}/take-back (issue 11): an action answered 202 with the process."""
+    op = _action(
+        "takeBackPayment",
+        "Take the caller back from the IVR to the operator: an AMI Redirect of the call's channel "
+        "(by any ivrpay process with a working AMI link, named in redirected_by); the call ends "
+        "abandoned with taken_back. 409 when the caller is not in the IVR or a gateway execution "
+        "is in flight; 503 when no AMI link is up; 504 when the PBX did not answer.",
+        {
+            202: _json(
+                "Redirected; the payment ends abandoned when the call's AGI has hung up.",
+                _ref("TakeBackAnswer"),
+                _REPLAYED_HEADER,
+            ),
+            504: {
+                "description": "The PBX did not answer the redirect; it may have happened.",
+                "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            },
+        },
+    )
+    del op["responses"]["200"]
+    return op
 
 
 def _seconds(value: float) -> str:
@@ -295,6 +321,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     )
                 },
             )
+        },
+        f"{p}/payments/{{id}}/take-back": {
+            "post": _take_back_operation(),
         },
         f"{p}/payments/{{id}}/capture": {
             "post": _action(

@@ -60,17 +60,25 @@ async def _optional_part(part: Any, what: str) -> dict[str, str]:
     return {"status": "ok"} if ok else {"status": "fail"}
 
 
+async def _ami_part(ami: Any) -> dict[str, Any]:
+    """The AMI link's own words, ``ok`` | ``down`` (since, detail) | ``disabled`` (issue 11)."""
+    status = getattr(ami, "status", None)
+    if ami is not None and callable(status):
+        return dict(status())
+    return await _optional_part(ami, "ami")
+
+
 async def healthz(request: web.Request) -> web.Response:
     cfg = request.config_dict
     database, gateway, ami = await asyncio.gather(
         _database(cfg[keys.POOL]),
         _optional_part(cfg.get(keys.GATEWAY), "gateway"),
-        _optional_part(cfg.get(keys.AMI), "ami"),
+        _ami_part(cfg.get(keys.AMI)),
     )
     checks = {"database": database, "gateway": gateway, "ami": ami}
     if database["status"] != "ok":
         overall = "fail"
-    elif any(c["status"] == "fail" for c in checks.values()):
+    elif any(c["status"] in ("fail", "down") for c in checks.values()):
         overall = "degraded"
     else:
         overall = "ok"

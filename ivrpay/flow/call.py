@@ -170,7 +170,8 @@ class Call:
             return await self._converse()
         except End as e:
             return e
-        except (AGIHangup, CallerGone):
+        except (AGIHangup, CallerGone, store.TakenBack):
+            # Taken back: the AMI Redirect hangs up this AGI; the call ends as after a hang-up.
             return None
         except store.LeaseLost:
             self.log.warning("call.lease_lost")

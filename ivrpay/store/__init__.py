@@ -18,6 +18,7 @@ Errors (``ivrpay.store.errors``)
     IdempotencyConflict(Conflict)   ``.code``: "idempotency_mismatch" | "idempotency_in_progress"
     LeaseLost(StoreError)           the call no longer holds the payment (lease lapsed / ended)
     PaymentCanceled(StoreError)     ``.payment``: cancel was requested; the payment is now canceled
+    TakenBack(StoreError)           the operator took the caller back: no execution may start
     TooManyAttempts(StoreError)     ``.payment``: execution limit hit; the payment is now failed
     InvalidCursor(StoreError, ValueError)
 
@@ -91,7 +92,8 @@ Payments, call side (``ivrpay.store.calls``) — token = the claim's lease token
                                     TooManyAttempts (payment failed: too_many_attempts)
     record_entry(db, payment_id, token, *, order_id, access_id, access_pass, now) -> None
     move_to_processing(db, payment_id, token, *, order_id, now) -> dict
-                                    in_call -> processing; PaymentCanceled if cancel requested
+                                    in_call -> processing; PaymentCanceled if cancel requested;
+                                    TakenBack (unchanged) once taken back
     record_gateway_result(db, payment_id, token, *, order_id, status, now, error=None,
         result=None, card=None, registration=None) -> dict
                                     processing -> status: "succeeded" (result, card {brand,
@@ -138,6 +140,20 @@ Background (``ivrpay.store.background``) — all with FOR UPDATE SKIP LOCKED
                                     by backoff_s, past horizon_s -> failed;
                                     Conflict("registration_not_pending")
     purge_idempotency_keys(db, *, now) -> int
+
+Take-back (``ivrpay.store.takeback``)
+    mark_taken_back(db, payment_id, *, by, now) -> tuple[dict, str]
+                                    in_call, call live, not taken back yet: taken_back {by, at,
+                                    process: None}; (snapshot, call channel); Conflict
+                                    "execution_in_flight" | "not_in_ivr" | "already_taken_back"
+    confirm_taken_back(db, payment_id, *, at, process, now) -> dict | None   process that sent it
+    clear_taken_back(db, payment_id, *, at, now, reason) -> dict | None      the redirect failed
+    queue_redirect(db, *, payment_id, channel, context, variables, now, wait_s) -> str
+    claim_redirects(db, *, owner, now, limit=10) -> list[dict]    (FOR UPDATE SKIP LOCKED)
+    finish_redirect(db, redirect_id, *, outcome, now, detail=None) -> None
+                                    outcome "ok" | "refused" | "unknown"
+    expire_redirect(db, redirect_id, *, now) -> bool      unclaimed: expired (True)
+    get_redirect(db, redirect_id) -> dict | None
 
 Webhooks (``ivrpay.store.webhooks``)
     sign(secret, body: bytes, t: int) -> str              "t=<t>,v1=<hex hmac-sha256(t.body)>"
@@ -239,6 +255,7 @@ from ivrpay.store.errors import (
     NotFound,
     PaymentCanceled,
     StoreError,
+    TakenBack,
     TooManyAttempts,
 )
 from ivrpay.store.migrations import migrate
@@ -265,6 +282,16 @@ from ivrpay.store.states import (
     WEBHOOK_TYPES,
     can_transition,
     device_of,
+)
+from ivrpay.store.takeback import (
+    claim_redirects,
+    clear_taken_back,
+    confirm_taken_back,
+    expire_redirect,
+    finish_redirect,
+    get_redirect,
+    mark_taken_back,
+    queue_redirect,
 )
 from ivrpay.store.webhooks import (
     claim_deliveries,
@@ -293,6 +320,7 @@ __all__ = [
     "PaymentCanceled",
     "PaymentListener",
     "StoreError",
+    "TakenBack",
     "TooManyAttempts",
     "abandon_idempotent",
     "authenticate_user",
@@ -303,7 +331,10 @@ __all__ = [
     "claim_deliveries",
     "claim_payment",
     "claim_reconciliations",
+    "claim_redirects",
     "claim_registrations",
+    "clear_taken_back",
+    "confirm_taken_back",
     "count_webhook_backlog",
     "create_api_client",
     "create_payment",
@@ -313,14 +344,17 @@ __all__ = [
     "end_call",
     "ensure_default_client",
     "expire_payments",
+    "expire_redirect",
     "find_by_code",
     "find_pending_by_device",
     "finish_idempotent",
+    "finish_redirect",
     "get_api_client",
     "get_api_client_by_key",
     "get_gateway_handle",
     "get_payment",
     "get_payment_by_order_id",
+    "get_redirect",
     "get_user",
     "hash_password",
     "list_api_clients",
@@ -331,10 +365,12 @@ __all__ = [
     "list_payments",
     "list_users",
     "mark_needs_review",
+    "mark_taken_back",
     "migrate",
     "move_to_processing",
     "open_database",
     "purge_idempotency_keys",
+    "queue_redirect",
     "record_delivery_attempt",
     "record_entry",
     "record_gateway_call",

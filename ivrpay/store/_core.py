@@ -258,6 +258,7 @@ def snapshot(row: Mapping[str, Any], executions: list[dict[str, Any]]) -> dict[s
         "call": call,
         "settlement": row["settlement"],
         "cancel_requested": row["cancel_requested"],
+        "taken_back": row["taken_back"],
         "needs_review": row["needs_review"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],

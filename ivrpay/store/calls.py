@@ -43,6 +43,7 @@ from ivrpay.store.errors import (
     InvalidTransition,
     LeaseLost,
     PaymentCanceled,
+    TakenBack,
     TooManyAttempts,
 )
 from ivrpay.store.payments import succeeded_sets
@@ -147,6 +148,7 @@ async def claim_payment(
                 "call_ended_at": None,
                 "call_executions": 0,
                 "cancel_requested": False,
+                "taken_back": None,
                 "current_order_id": None,
                 "error": None,
                 "card_brand": None,
@@ -361,7 +363,8 @@ async def record_entry(
 async def move_to_processing(
     db: Db, payment_id: Any, token: Any, *, order_id: str, now: datetime
 ) -> dict[str, Any]:
-    """in_call → processing: from here ExecTran may be sent. PaymentCanceled if cancel requested."""
+    """in_call → processing: from here ExecTran may be sent. PaymentCanceled if cancel requested;
+    TakenBack (nothing changed) once the operator took the caller back."""
     aware(now)
     pid, tok = payment_pk(payment_id), _token(token)
     canceled: dict[str, Any] | None = None
@@ -369,6 +372,8 @@ async def move_to_processing(
         row = await _held(conn, pid, tok)
         if row["status"] != "in_call":
             raise InvalidTransition(row["status"], "processing")
+        if row["taken_back"] is not None:
+            raise TakenBack(f"payment {pid} was taken back by the operator")
         if row["cancel_requested"]:
             canceled = await _cancel_now(conn, pid, tok, now)
         else:

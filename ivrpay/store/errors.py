@@ -56,5 +56,10 @@ class TooManyAttempts(StoreError):
         self.payment = payment
 
 
+class TakenBack(StoreError):
+    """The operator took the caller back (AMI): the call may not start a gateway execution; its
+    AGI is about to hang up."""
+
+
 class InvalidCursor(StoreError, ValueError):
     """A list cursor that this store did not make."""

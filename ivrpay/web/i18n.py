@@ -100,6 +100,28 @@ WORDS: dict[str, tuple[str, str]] = {
         "引き戻しはこのサーバーではまだ使えません。",
         "Take-back is not available on this server yet.",
     ),
+    "taken_back_note": (
+        "通話を引き戻しました。オペレーターに戻ります。",
+        "Taken back: the caller is on the way to the operator.",
+    ),
+    "done_take_back": (
+        "通話を引き戻しました。お客様の電話がオペレーターに戻ります。",
+        "Taken back: the caller is being put through to the operator.",
+    ),
+    "execution-in-flight": (
+        "決済処理中のため引き戻せません。結果が出てからもう一度お試しください。",
+        "The payment is being processed: take-back waits for the result.",
+    ),
+    "not-in-ivr": ("お客様は自動音声にいません。", "The caller is not in the IVR."),
+    "already-taken-back": ("すでに引き戻し中です。", "The caller is being taken back already."),
+    "ami-unavailable": (
+        "AMIにつながらないため引き戻せません。",
+        "Take-back is unavailable: no AMI link to the PBX.",
+    ),
+    "ami-outcome-unknown": (
+        "PBXから応答がありません。お客様が戻るか確認してください。",
+        "The PBX did not answer: check whether the caller comes back.",
+    ),
     "next_payment": ("次の決済を登録", "Register the next payment"),
     "capture": ("売上確定", "Capture"),
     "void": ("取消", "Void"),

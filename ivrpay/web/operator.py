@@ -22,6 +22,7 @@ from ivrpay.api import keys
 from ivrpay.api.events import stream_payment
 from ivrpay.api.payments import create_new_payment, settle_payment
 from ivrpay.api.problems import Problem
+from ivrpay.api.takeback import take_back
 from ivrpay.api.validation import JOBS, METHODS, OPERATIONS, parse_new_payment
 from ivrpay.store import screen as screen_store
 from ivrpay.store.states import STATUSES
@@ -259,7 +260,8 @@ def _panel_context(request: web.Request, payment: dict[str, Any]) -> dict[str, A
         steps=live.steps(payment, settings),
         outcome=live.outcome(payment),
         max_attempts=settings.attempts,
-        takeback_ready=ami is not None and hasattr(ami, "take_back"),
+        # The button works while this process's AMI link is logged in.
+        takeback_ready=ami is not None and bool(getattr(ami, "connected", False)),
         ami_configured=settings.ami_url is not None,
     )
 
@@ -306,6 +308,20 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(f"/payments/{payment['id']}?failed=not_cancelable") from None
     done = "cancel" if outcome == "canceled" else "cancel_requested"
     raise web.HTTPSeeOther(f"/payments/{payment['id']}?done={done}")
+
+
+@routes.post("/payments/{id}/take-back")
+@page()
+async def take_back_caller(request: web.Request) -> web.StreamResponse:
+    """Take the caller back from the IVR (the API's take-back, as this operator)."""
+    payment = await _payment_or_404(request)
+    base = f"/payments/{payment['id']}"
+    try:
+        await take_back(request.config_dict, payment["id"], actor(request))
+    except Problem as problem:
+        log.info("screen.take_back_refused", status=problem.status, problem=problem.slug)
+        raise web.HTTPSeeOther(f"{base}?failed={problem.slug or problem.status}") from None
+    raise web.HTTPSeeOther(f"{base}?done=take_back")
 
 
 # -- today's payments -------------------------------------------------------------------------
