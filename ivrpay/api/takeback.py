@@ -211,6 +211,13 @@ async def take_back(
     redirected), or a :class:`Problem`."""
     tb: TakeBack | None = config.get(keys.AMI)
     pool, clock = config[keys.POOL], config[keys.CLOCK]
+    current = await store.get_payment(pool, payment_id)
+    if current is None:
+        raise not_found()
+    code = store.take_back_conflict(current)
+    if code is not None:
+        TAKE_BACKS.labels("conflict").inc()
+        raise conflict(*_CONFLICTS[code])
     if tb is None:
         raise Problem(503, "ami-unavailable", "Take-back needs AMI: IVRPAY_AMI_URL is not set.")
     try:

@@ -142,6 +142,7 @@ Background (``ivrpay.store.background``) — all with FOR UPDATE SKIP LOCKED
     purge_idempotency_keys(db, *, now) -> int
 
 Take-back (``ivrpay.store.takeback``)
+    take_back_conflict(snapshot) -> str | None          pure: the Conflict code mark would raise
     mark_taken_back(db, payment_id, *, by, now) -> tuple[dict, str]
                                     in_call, call live, not taken back yet: taken_back {by, at,
                                     process: None}; (snapshot, call channel); Conflict
@@ -292,6 +293,7 @@ from ivrpay.store.takeback import (
     get_redirect,
     mark_taken_back,
     queue_redirect,
+    take_back_conflict,
 )
 from ivrpay.store.webhooks import (
     claim_deliveries,
@@ -389,6 +391,7 @@ __all__ = [
     "sign",
     "start_embedded",
     "start_execution",
+    "take_back_conflict",
     "update_api_client",
     "write_audit",
 ]

@@ -38,6 +38,19 @@ def _instant(now: datetime) -> str:
     return now.astimezone(UTC).isoformat()
 
 
+def take_back_conflict(snapshot: Mapping[str, Any]) -> str | None:
+    """Why this payment's caller cannot be taken back now (a Conflict code), or None; pure, on a
+    snapshot: :func:`mark_taken_back` checks the same on the locked row."""
+    if snapshot["status"] == "processing":
+        return "execution_in_flight"
+    call = snapshot.get("call") or {}
+    if snapshot["status"] != "in_call" or call.get("ended_at") or not call.get("channel"):
+        return "not_in_ivr"
+    if snapshot.get("taken_back") is not None:
+        return "already_taken_back"
+    return None
+
+
 async def mark_taken_back(
     db: Db, payment_id: Any, *, by: str, now: datetime
 ) -> tuple[dict[str, Any], str]:

@@ -103,6 +103,13 @@ async def test_take_back_in_the_card_number_step(ivrpay: Ivrpay, ami_standin: Am
     audit = await store.list_audit(ivrpay.pool, payment_id=payment["id"])
     assert [(a["action"], a["actor"]) for a in audit] == [("payment.take_back", "api:e2e")]
     assert TAKE_BACKS.labels("ok")._value.get() == before + 1
+    base = f"http://127.0.0.1:{ivrpay.service.http_port}"
+    async with ivrpay.http.get(base + "/metrics") as r:
+        text = await r.text()
+    assert 'ivrpay_take_backs_total{outcome="ok"}' in text
+    assert "ivrpay_ami_reconnects_total" in text
+    async with ivrpay.http.get(base + "/healthz") as r:
+        assert (await r.json())["checks"]["ami"] == {"status": "ok"}
     del held
 
 
