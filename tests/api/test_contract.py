@@ -273,8 +273,10 @@ PRODUCT_PARTS = {
     "executions": {"order_id", "started_at", "outcome", "error"},
     "registration": {"status", "card_seq", "error"},
     "operator": {"id", "callback"},
+    # product.md, take-back: "taken_back {by, at}"; process names who redirected (issue 11).
+    "taken_back": {"by", "at", "process"},
 }
-PRODUCT_EXTRA = {"settlement", "cancel_requested", "needs_review"}
+PRODUCT_EXTRA = {"settlement", "cancel_requested", "taken_back", "needs_review"}
 
 
 def _spec_fields(text: str) -> dict[str, set[str]]:
