@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -174,8 +174,15 @@ class TakeBack:
             await asyncio.sleep(self.relay_poll_s)
 
     async def _relay_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        purge_at = loop.time()
         while True:
             try:
+                if loop.time() >= purge_at:
+                    # Done redirects are kept a day for whoever looks into one (every process
+                    # purges; the DELETE is idempotent).
+                    purge_at = loop.time() + 3600
+                    await store.purge_redirects(self.pool, before=self.clock() - timedelta(days=1))
                 if self.link.connected:
                     for row in await store.claim_redirects(
                         self.pool, owner=self.owner, now=self.clock()

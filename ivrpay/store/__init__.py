@@ -155,6 +155,7 @@ Take-back (``ivrpay.store.takeback``)
                                     outcome "ok" | "refused" | "unknown"
     expire_redirect(db, redirect_id, *, now) -> bool      unclaimed: expired (True)
     get_redirect(db, redirect_id) -> dict | None
+    purge_redirects(db, *, before) -> int                  relayed redirects made before
 
 Webhooks (``ivrpay.store.webhooks``)
     sign(secret, body: bytes, t: int) -> str              "t=<t>,v1=<hex hmac-sha256(t.body)>"
@@ -292,6 +293,7 @@ from ivrpay.store.takeback import (
     finish_redirect,
     get_redirect,
     mark_taken_back,
+    purge_redirects,
     queue_redirect,
     take_back_conflict,
 )
@@ -372,6 +374,7 @@ __all__ = [
     "move_to_processing",
     "open_database",
     "purge_idempotency_keys",
+    "purge_redirects",
     "queue_redirect",
     "record_delivery_attempt",
     "record_entry",

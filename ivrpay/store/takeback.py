@@ -225,3 +225,11 @@ async def get_redirect(db: Db, redirect_id: Any) -> dict[str, Any] | None:
     async with connection(db) as conn:
         row = await conn.fetchrow("SELECT * FROM ami_redirects WHERE id = $1", rid)
     return None if row is None else _redirect(row)
+
+
+async def purge_redirects(db: Db, *, before: datetime) -> int:
+    """Relayed redirects made before ``before`` (their outcome is in the audit log); how many."""
+    aware(before, "before")
+    async with connection(db) as conn:
+        status = await conn.execute("DELETE FROM ami_redirects WHERE created_at < $1", before)
+    return int(status.split()[-1])

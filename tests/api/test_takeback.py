@@ -86,3 +86,28 @@ async def test_take_back_redirects_and_repeats_are_refused(
         assert (await r.json())["checks"]["ami"] == {"status": "ok"}
     finally:
         await tb.close()
+
+
+async def test_a_refused_login_shows_in_healthz(
+    make_client: MakeClient, ami_standin: AmiStandIn
+) -> None:
+    ami_standin.refuse_logins = True
+    link = AmiLink(parse_ami_url(ami_standin.url), refused_backoff_s=(3600,))
+    backing_off = asyncio.Event()
+
+    async def pause(delay: float) -> None:  # the link waits before its next try
+        backing_off.set()
+        await asyncio.Event().wait()
+
+    link.pause = pause
+    tb = TakeBack(link, None, owner="proc-a")
+    await tb.start()
+    try:
+        await asyncio.wait_for(backing_off.wait(), 5)
+        client = await make_client(ami=tb)
+        doc = await (await client.get("/healthz")).json()
+        ami = doc["checks"]["ami"]
+        assert ami["status"] == "down" and ami["detail"] == "login refused" and ami["since"]
+        assert doc["status"] == "degraded"
+    finally:
+        await tb.close()
