@@ -89,7 +89,8 @@ Payments, call side (``ivrpay.store.calls``) — token = the claim's lease token
                                     ``cancel_requested``); LeaseLost
     start_execution(db, payment_id, token, *, now, max_per_payment, max_per_call) -> str
                                     next "<order_id>-NN", stored durably before EntryTran;
-                                    TooManyAttempts (payment failed: too_many_attempts)
+                                    TooManyAttempts (payment failed: too_many_attempts);
+                                    TakenBack (unchanged) once taken back
     record_entry(db, payment_id, token, *, order_id, access_id, access_pass, now) -> None
     move_to_processing(db, payment_id, token, *, order_id, now) -> dict
                                     in_call -> processing; PaymentCanceled if cancel requested;

@@ -268,7 +268,8 @@ async def start_execution(
     """Allocate and store the next attempt OrderID ``<order_id>-NN`` (before EntryTran).
 
     Raises TooManyAttempts (payment now ``failed``) when a limit is reached, PaymentCanceled
-    (payment now ``canceled``) when a cancel was requested.
+    (payment now ``canceled``) when a cancel was requested, TakenBack (nothing changed) once the
+    operator took the caller back.
     """
     aware(now)
     pid, tok = payment_pk(payment_id), _token(token)
@@ -278,6 +279,8 @@ async def start_execution(
         row = await _held(conn, pid, tok)
         if row["status"] != "in_call":
             raise InvalidTransition(row["status"], "processing")
+        if row["taken_back"] is not None:
+            raise TakenBack(f"payment {pid} was taken back by the operator")
         if row["cancel_requested"]:
             failure = PaymentCanceled(await _cancel_now(conn, pid, tok, now))
         else:

@@ -24,6 +24,10 @@ async def _in_call(pool: asyncpg.Pool) -> tuple[dict, store.Claim]:
 
 async def test_mark_clear_and_a_new_call_starts_clean(pool: asyncpg.Pool) -> None:
     p, claim = await _in_call(pool)
+    # EntryTran of an attempt is on its way when the take-back arrives.
+    order_id = await store.start_execution(
+        pool, p["id"], claim.token, now=at(0), max_per_payment=3, max_per_call=2
+    )
     snap, channel = await store.mark_taken_back(pool, p["id"], by="screen:opera", now=at(1))
     assert channel == CHANNEL
     assert snap["taken_back"] == {"by": "screen:opera", "at": at(1).isoformat(), "process": None}
@@ -34,10 +38,11 @@ async def test_mark_clear_and_a_new_call_starts_clean(pool: asyncpg.Pool) -> Non
         pool, p["id"], at=snap["taken_back"]["at"], process="host:1:ab", now=at(2)
     )
     assert done is not None and done["taken_back"]["process"] == "host:1:ab"
-    # The call may not start a gateway execution now.
-    order_id = await store.start_execution(
-        pool, p["id"], claim.token, now=at(3), max_per_payment=3, max_per_call=2
-    )
+    # The call may not start a gateway execution now, nor send the one it opened.
+    with pytest.raises(store.TakenBack):
+        await store.start_execution(
+            pool, p["id"], claim.token, now=at(3), max_per_payment=3, max_per_call=2
+        )
     with pytest.raises(store.TakenBack):
         await store.move_to_processing(pool, p["id"], claim.token, order_id=order_id, now=at(3))
     ended = await store.end_call(pool, p["id"], claim.token, now=at(4))
