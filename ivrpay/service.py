@@ -23,6 +23,7 @@ from aiohttp import web
 
 from ivrpay import store
 from ivrpay.agi.server import FastAGIServer
+from ivrpay.agichannel import channel_handler
 from ivrpay.ami import parse_ami_url
 from ivrpay.api.app import init_app, start_http
 from ivrpay.api.takeback import TakeBack
@@ -30,6 +31,7 @@ from ivrpay.config import ConfigError, Settings
 from ivrpay.flow.call import FlowDeps, busy_handler, pay_handler
 from ivrpay.flow.prompts import missing_prompts
 from ivrpay.gateway.client import GatewayClient
+from ivrpay.payments import PaymentProcess
 from ivrpay.web import install_screen
 from ivrpay.workers import Workers
 
@@ -72,6 +74,7 @@ class Service:
     workers: Workers | None = None
     deps: FlowDeps | None = None
     takeback: TakeBack | None = None  # None: IVRPAY_AMI_URL unset
+    payments: PaymentProcess | None = None
     http_port: int = 0
     owner: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -86,14 +89,14 @@ class Service:
         self.gateway = GatewayClient.from_settings(s, base_url=self.gateway_url)
         self.listener = store.PaymentListener(self.db.url)
         await self.listener.start()
-        self.deps = FlowDeps(settings=s, pool=self.db.pool, gateway=self.gateway, owner=self.owner)
-        deps = self.deps
+        process = self.payments = PaymentProcess(self.db.pool, self.gateway, s)
+        self.deps = FlowDeps(settings=s, payments=process, owner=self.owner)
         self.workers = Workers(
             s,
             self.db.pool,
-            self.gateway,
+            process,
             owner=self.owner,
-            live_tokens=lambda: tuple(deps.live_tokens),
+            live_tokens=lambda: tuple(process.live_tokens),
         )
         await self.workers.start()
         # One AMI link per process, made inside the running loop; the PBX may be down now.
@@ -106,6 +109,7 @@ class Service:
             gateway=self.gateway,
             ami=self.takeback,
             listener=self.listener,
+            payments_process=process,
         )
         install_screen(app)
         self.http = await start_http(
@@ -113,11 +117,11 @@ class Service:
         )
         self.http_port = int(self.http.addresses[0][1])
         self.agi = FastAGIServer(
-            {"pay": pay_handler(self.deps)},
+            {"pay": channel_handler(pay_handler(self.deps))},
             host=s.agi_listen.host,
             port=s.agi_listen.port,
             max_calls=s.max_calls,
-            busy_handler=busy_handler(self.deps),
+            busy_handler=channel_handler(busy_handler(self.deps)),
             header_timeout=s.agi_header_timeout_s,
             command_timeout=s.agi_command_timeout_s,
         )

@@ -8,7 +8,6 @@ API keys, metrics) apply to ``/api/v1`` only.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +21,7 @@ from ivrpay.api import events, keys, ops, payments, takeback
 from ivrpay.api.middleware import auth_middleware, metrics_middleware, problem_middleware
 from ivrpay.api.openapi import API_PREFIX, build_openapi
 from ivrpay.config import Settings
+from ivrpay.payments import PaymentProcess
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +40,15 @@ def init_app(
     database_url: str | None = None,
     clock: Callable[[], datetime] | None = None,
     sse_keepalive_s: float = 15.0,
+    payments_process: PaymentProcess | None = None,
 ) -> web.Application:
     """Build the root application.
 
     ``pool``: the asyncpg pool (owned by the caller). ``gateway``: the gateway client for
-    capture, void and refund, or ``None`` (those answer 503). ``ami``: the take-back service
-    (:class:`ivrpay.api.takeback.TakeBack`, started by the caller) or ``None`` (disabled).
+    capture, void and refund, or ``None`` (those answer 503); ``payments_process``: the process's
+    :class:`~ivrpay.payments.PaymentProcess` (else one is made over ``pool`` and ``gateway``).
+    ``ami``: the take-back service (:class:`ivrpay.api.takeback.TakeBack`, started by the
+    caller) or ``None`` (disabled).
     ``listener``: a started :class:`ivrpay.store.PaymentListener` shared by the process; without
     one, the application starts its own on ``database_url`` (or ``settings.database_url``) and
     closes it on cleanup; with neither, the events stream answers 503. ``clock``: "now" for
@@ -61,7 +64,9 @@ def init_app(
     app[keys.OPENAPI] = build_openapi(settings)
     app[keys.CLOSING] = asyncio.Event()
     app[keys.SSE_KEEPALIVE_S] = float(sse_keepalive_s)
-    app[keys.SETTLEMENT_LOCKS] = weakref.WeakValueDictionary()
+    app[keys.PAYMENTS] = payments_process or PaymentProcess(
+        pool, gateway, settings, clock=app[keys.CLOCK]
+    )
 
     url = database_url or settings.database_url
     if listener is None and url is not None:

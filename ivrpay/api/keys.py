@@ -7,7 +7,6 @@ They live on the root application, so handlers of mounted sub-applications (the 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ import asyncpg
 from aiohttp import web
 
 from ivrpay.config import Settings
+from ivrpay.payments import PaymentProcess
 
 SETTINGS = web.AppKey("ivrpay_settings", Settings)
 POOL = web.AppKey("ivrpay_pool", asyncpg.Pool)
@@ -38,8 +38,8 @@ OPENAPI = web.AppKey("ivrpay_openapi", dict)
 # the shutdown for its whole timeout.
 CLOSING = web.AppKey("ivrpay_closing", asyncio.Event)
 SSE_KEEPALIVE_S = web.AppKey("ivrpay_sse_keepalive_s", float)
-# Per-process locks so one process never sends two AlterTran for one payment at once.
-SETTLEMENT_LOCKS = web.AppKey("ivrpay_settlement_locks", weakref.WeakValueDictionary)
+# The payment process: capture, void and refund go through it (never the gateway directly).
+PAYMENTS = web.AppKey("ivrpay_payments", PaymentProcess)
 
 # Request-scoped: the authenticated API client (the store's client dict).
 CLIENT = web.RequestKey("ivrpay_client", dict)

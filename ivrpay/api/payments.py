@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -15,7 +12,7 @@ from ivrpay.api import keys
 from ivrpay.api.bodies import idempotent, read_json
 from ivrpay.api.problems import FieldError, Problem, conflict, not_found, validation_failed
 from ivrpay.api.render import delivery_json, json_response, payment_json
-from ivrpay.api.settlement import SETTLEMENT_ACTIONS, alter
+from ivrpay.api.settlement import settle_payment
 from ivrpay.api.validation import (
     NewPayment,
     parse_empty_body,
@@ -154,51 +151,6 @@ async def _settle(request: web.Request, action: str) -> web.Response:
         return 200, payment_json(snapshot)
 
     return await idempotent(request, body, run)
-
-
-async def settle_payment(
-    config: Mapping[Any, Any], payment_id: str, action: str, actor: str
-) -> dict[str, Any]:
-    """Capture, void or refund (the API's and the screen's): the new snapshot, or a Problem."""
-    # One AlterTran per payment at a time in this process; the store re-checks the state.
-    # (A weak-valued map: a lock lives while a request holds or awaits it.)
-    locks: weakref.WeakValueDictionary[str, asyncio.Lock] = config[keys.SETTLEMENT_LOCKS]
-    lock = locks.get(payment_id)
-    if lock is None:
-        lock = locks[payment_id] = asyncio.Lock()
-    async with lock:
-        return await _settle_locked(config, action, payment_id, actor)
-
-
-async def _settle_locked(
-    config: Mapping[Any, Any], action: str, payment_id: str, actor: str
-) -> dict[str, Any]:
-    pool, clock = config[keys.POOL], config[keys.CLOCK]
-    snapshot = await _get_or_404(pool, payment_id)
-    verdict = store.settlement_action(snapshot, action)
-    if verdict == "already":
-        return snapshot
-    if verdict != "ok":
-        raise conflict(
-            "not-settleable",
-            f"A {snapshot['status']} payment (settlement {snapshot.get('settlement')}) "
-            f"cannot be {SETTLEMENT_ACTIONS[action]}.",
-        )
-    gateway = config.get(keys.GATEWAY)
-    if gateway is None:
-        raise Problem(503, "gateway-unavailable", "No payment gateway is configured.")
-    handle = await store.get_gateway_handle(pool, payment_id)
-    if handle is None:
-        raise conflict("not-settleable", "The payment has no gateway transaction to change.")
-    result = await alter(gateway, action, handle)
-    try:
-        return await store.record_settlement(
-            pool, payment_id, action=action, now=clock(), actor=actor, result=result
-        )
-    except store.Conflict:
-        raise conflict(
-            "not-settleable", f"The payment changed meanwhile and cannot be {action}d."
-        ) from None
 
 
 @routes.post("/payments/{id}/capture")

@@ -2,13 +2,27 @@
 
 The call flow never sees a socket: it talks to a :class:`Channel`.
 :class:`ivrpay.agi.session.AGISession` (FastAGI today, classic stdin/stdout AGI later) satisfies
-it; a test or another transport only has to provide these few operations.
+it through :mod:`ivrpay.agichannel`, which maps its errors to :class:`CallerGone` and
+:class:`CommandFailed`; a test or another transport only has to provide these few operations
+and raise these errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Protocol
+
+
+class ChannelError(Exception):
+    """Base of the errors a :class:`Channel` raises (a transport maps its own to these)."""
+
+
+class CallerGone(ChannelError):
+    """The caller hung up: nothing more can be played or read."""
+
+
+class CommandFailed(ChannelError):
+    """The line did not carry out a command (refused, timed out, connection lost)."""
 
 
 class PlayOutcome(Protocol):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NoReturn
 
-from ivrpay.flow.channel import Channel
+from ivrpay.flow.channel import CallerGone, Channel, CommandFailed
 from ivrpay.flow.prompts import P
 
 ALL_KEYS = "0123456789*#"
@@ -31,12 +31,11 @@ def prompt_path(prompt_id: str) -> str:
     return f"ivrpay/{prompt_id}"
 
 
-class PromptFailed(Exception):
+class PromptFailed(CommandFailed):
     """Asterisk answered -1 while the caller is still there: a prompt file is missing."""
 
 
-class CallerGone(Exception):
-    """Asterisk answered -1 and the hang-up notice followed: the caller hung up mid-prompt."""
+__all__ = ["ALL_KEYS", "CallerGone", "Entry", "EntryKind", "PromptFailed", "Voice", "prompt_path"]
 
 
 class EntryKind(Enum):

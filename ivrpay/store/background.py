@@ -201,7 +201,12 @@ async def record_reconciliation(
             )
             snap = (await snapshots(conn, [await lock_payment(conn, pid)]))[0]
             return snap
-        sets: dict[str, Any] = {**card_fields(card), "reconcile_next_at": None}
+        # Settled: the call's last step (``processing``) is over too.
+        sets: dict[str, Any] = {
+            **card_fields(card),
+            "reconcile_next_at": None,
+            "progress_step": "done",
+        }
         if registration is not None:
             sets.update(registration_sets(registration_value(registration), now))
         if status == "succeeded":

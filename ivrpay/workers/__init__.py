@@ -21,19 +21,16 @@ Each loop is a :class:`~ivrpay.workers.loops.Loop`: ``await loop.run_once(now)``
                                                          ``now``) -> RegistrationOutcome
     IdempotencyPurger(pool, *, interval_s)               forget keys past 24 h
 
-    gateway_reconciler(gateway, pool=None) -> reconcile  SearchTrade per open attempt
-                                                         (``gateway.reconcile(order_id,
-                                                         sent_at=..., now=item["now"])``)
-    gateway_registrar(gateway, pool=None) -> register    TradedCard again
-                                                         (``gateway.store_traded_card``)
+    The gateway side of both is the payment process's (``ivrpay.payments``):
+    ``PaymentProcess.reconcile`` and ``PaymentProcess.retry_registration``.
 
     process_owner() -> str                               this process's lease owner name
     build_workers(pool, settings, *, owner, reconcile=None, register=None,
         live_tokens=lambda: ()) -> list[Loop]
-    Workers(settings, pool, gateway=None, *, owner, reconcile=None, register=None,
+    Workers(settings, pool, process=None, *, owner, reconcile=None, register=None,
         live_tokens=lambda: ())                          ``await .start()``, ``await .stop()``;
-                                                         the gateway wires the reconciler and
-                                                         the registration retrier;
+                                                         the payment process wires the
+                                                         reconciler and the registration retrier;
                                                          ``.loop(Reconciler)`` -> that loop
     start_workers(pool, settings, *, owner, reconcile=None, register=None,
         live_tokens=lambda: ()) -> Workers (started)
@@ -55,8 +52,6 @@ from ivrpay.workers.loops import (
     process_owner,
     start_workers,
 )
-from ivrpay.workers.reconcile import gateway_reconciler
-from ivrpay.workers.registration import gateway_registrar
 
 __all__ = [
     "Expirer",
@@ -71,8 +66,6 @@ __all__ = [
     "WebhookDeliverer",
     "Workers",
     "build_workers",
-    "gateway_reconciler",
-    "gateway_registrar",
     "process_owner",
     "start_workers",
 ]

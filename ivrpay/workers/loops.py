@@ -9,7 +9,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -19,6 +18,7 @@ import structlog
 
 from ivrpay import store
 from ivrpay.config import Settings
+from ivrpay.payments import PaymentProcess, ReconcileOutcome, RegistrationOutcome
 from ivrpay.store.webhooks import SIGNATURE_HEADER
 
 log = structlog.get_logger(__name__)
@@ -237,28 +237,7 @@ class WebhookDeliverer(Loop):
         )
 
 
-@dataclass(frozen=True)
-class ReconcileOutcome:
-    """What the gateway said about an unknown payment (see store.record_reconciliation)."""
-
-    status: str  # "succeeded" | "failed" | "retry"
-    error: Mapping[str, Any] | None = None
-    result: Mapping[str, Any] | None = None
-    card: Mapping[str, Any] | None = None
-    order_id: str | None = None
-    registration: Mapping[str, Any] | None = None
-
-
 Reconcile = Callable[[dict[str, Any]], Awaitable[ReconcileOutcome]]
-
-
-@dataclass(frozen=True)
-class RegistrationOutcome:
-    """What a retry of a pending card registration found (see store.record_registration_attempt)."""
-
-    status: str  # "succeeded" | "failed" | "retry"
-    card_seq: int | None = None
-    error: Mapping[str, Any] | None = None
 
 
 RetryRegistration = Callable[[dict[str, Any]], Awaitable[RegistrationOutcome]]
@@ -375,7 +354,7 @@ class RegistrationRetrier(_ClaimRetryLoop[RegistrationOutcome]):
     """Claims due ``pending`` card registrations (a ``charge_and_register`` whose TradedCard did
     not get through) and records what ``register(item)`` found.
 
-    ``register`` is the gateway side (:func:`ivrpay.workers.registration.gateway_registrar`);
+    ``register`` is the gateway side (:meth:`ivrpay.payments.PaymentProcess.retry_registration`);
     ``item`` is one entry of :func:`ivrpay.store.claim_registrations` plus ``now``. An exception
     from ``register`` counts as "retry".
     """
@@ -420,10 +399,9 @@ class RegistrationRetrier(_ClaimRetryLoop[RegistrationOutcome]):
 class Workers:
     """Every loop of one ``serve`` process: ``await start()``, then ``await stop()``.
 
-    ``gateway`` (the gateway client) wires the reconciler through
-    :func:`ivrpay.workers.reconcile.gateway_reconciler` and the registration retrier through
-    :func:`ivrpay.workers.registration.gateway_registrar`; ``reconcile`` / ``register`` override
-    them; with neither, that loop does not run. ``live_tokens`` names the lease tokens of the
+    ``process`` (the payment process) wires the reconciler and the registration retrier to its
+    ``reconcile`` and ``retry_registration``; ``reconcile`` / ``register`` override them; with
+    neither, that loop does not run. ``live_tokens`` names the lease tokens of the
     calls in progress in this process (the lease renewer renews those only). ``loops`` replaces
     the whole set (tests).
     """
@@ -432,7 +410,7 @@ class Workers:
         self,
         settings: Settings,
         pool: asyncpg.Pool,
-        gateway: Any = None,
+        process: PaymentProcess | None = None,
         *,
         owner: str,
         reconcile: Reconcile | None = None,
@@ -440,14 +418,10 @@ class Workers:
         live_tokens: LiveTokens = _no_calls,
         loops: list[Loop] | None = None,
     ) -> None:
-        if reconcile is None and gateway is not None:
-            from ivrpay.workers.reconcile import gateway_reconciler
-
-            reconcile = gateway_reconciler(gateway, pool)
-        if register is None and gateway is not None:
-            from ivrpay.workers.registration import gateway_registrar
-
-            register = gateway_registrar(gateway, pool)
+        if reconcile is None and process is not None:
+            reconcile = process.reconcile
+        if register is None and process is not None:
+            register = process.retry_registration
         self.loops = (
             loops
             if loops is not None

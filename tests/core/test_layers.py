@@ -17,11 +17,15 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": {"config"},  # the CLI reads the sounds folder setting
     "gateway": {"card", "config"},
     "store": {"config"},
-    "flow": {"agi", "card", "gateway", "store", "config", "sounds", "metrics"},
-    "api": {"store", "gateway", "ami", "card", "config", "metrics", "logging"},
-    "web": {"store", "gateway", "ami", "config", "api", "metrics", "sounds"},
+    # The conversation: the payment process and a channel interface, never the wire or the SQL.
+    "flow": {"payments", "card", "config", "sounds", "metrics"},
+    "payments": {"gateway", "store", "card", "config", "metrics"},
+    # The wire meets the conversation here only: the FastAGI session as a flow Channel.
+    "agichannel": {"agi", "flow"},
+    "api": {"store", "payments", "ami", "card", "config", "metrics", "logging"},
+    "web": {"store", "payments", "ami", "config", "api", "metrics", "sounds"},
     "ami": {"config"},
-    "workers": {"store", "gateway", "config", "metrics"},
+    "workers": {"store", "payments", "config", "metrics"},
     "sounds": set(),
     "metrics": set(),
     "logging": set(),
@@ -67,7 +71,7 @@ def test_nothing_but_the_command_imports_the_flow() -> None:
     users = {
         str(p.relative_to(PACKAGE))
         for p in PACKAGE.rglob("*.py")
-        if _room(p) not in ("flow", "cli", "service") and "flow" in _imports(p)
+        if _room(p) not in ("flow", "cli", "service", "agichannel") and "flow" in _imports(p)
     }
     assert users == set()
 
@@ -77,3 +81,62 @@ def test_the_flow_knows_no_sockets() -> None:
         text = p.read_text(encoding="utf-8")
         assert "import socket" not in text and "open_connection" not in text, p
         assert "StreamReader" not in text and "StreamWriter" not in text, p
+
+
+def test_the_flow_imports_neither_asyncpg_nor_the_wire() -> None:
+    for p in (PACKAGE / "flow").rglob("*.py"):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in ("asyncpg", "aiohttp", "socket"), (p, name)
+                assert not name.startswith(("ivrpay.agi", "ivrpay.store", "ivrpay.gateway")), (
+                    p,
+                    name,
+                )
+
+
+def test_no_module_imports_in_a_circle() -> None:
+    """Module-level imports between ivrpay's modules form no cycle."""
+    graph: dict[str, set[str]] = {}
+    for p in PACKAGE.rglob("*.py"):
+        rel = p.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        deps: set[str] = set()
+        for node in tree.body:  # module level only: an import inside a function is deferred
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d.startswith("ivrpay.")}
+    names = set(graph)
+
+    def target(dep: str) -> str | None:
+        while dep and dep not in names:
+            dep = dep.rpartition(".")[0]
+        return dep or None
+
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        state[n] = 1
+        for d in sorted(graph[n]):
+            t = target(d)
+            # A package's __init__ re-exporting its own modules is not a circle of code.
+            if t is None or t == n or n.startswith(t + ".") or t.startswith(n + "."):
+                continue
+            if state.get(t) == 1:
+                raise AssertionError(" -> ".join([*path, n, t]))
+            if t not in state:
+                visit(t, [*path, n])
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [])

@@ -11,6 +11,7 @@ import pytest
 
 from ivrpay import store
 from ivrpay.config import Settings
+from ivrpay.payments import PaymentProcess
 from ivrpay.workers import (
     Expirer,
     LeaseRenewer,
@@ -176,7 +177,7 @@ async def test_workers_start_and_stop(pool: asyncpg.Pool, database_url: str) -> 
     names = {type(w).__name__ for w in build_workers(pool, settings, owner="me")}
     # Only when the gateway side is wired in.
     assert not names & {"Reconciler", "RegistrationRetrier"}
-    wired = Workers(settings, pool, gateway=object(), owner="me")
+    wired = Workers(settings, pool, PaymentProcess(pool, None, settings), owner="me")
     assert {"Reconciler", "RegistrationRetrier"} <= {type(w).__name__ for w in wired.loops}
     listener = store.PaymentListener(database_url)
     await listener.start()

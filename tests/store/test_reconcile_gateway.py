@@ -8,8 +8,10 @@ from typing import Any
 import asyncpg
 
 from ivrpay import store
+from ivrpay.config import Settings
 from ivrpay.gateway import GatewayClient
-from ivrpay.workers import Reconciler, gateway_reconciler
+from ivrpay.payments import PaymentProcess
+from ivrpay.workers import Reconciler
 from tests.store.helpers import entered, exec_card, new_payment
 
 BACKOFF = (30, 60, 120, 300, 900)
@@ -44,7 +46,7 @@ async def test_reconciler_over_the_sandbox(
 
     reconciler = Reconciler(
         pool,
-        gateway_reconciler(gateway_client, pool),
+        PaymentProcess(pool, gateway_client, Settings()).reconcile,
         backoff_s=BACKOFF,
         horizon_s=86400,
         interval_s=1,

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncpg
 
 from ivrpay import store
+from ivrpay.config import Settings
 from ivrpay.gateway import GatewayClient
+from ivrpay.payments import PaymentProcess
 from ivrpay.sandbox import Sandbox
-from ivrpay.workers import Reconciler, gateway_reconciler
-from tests.store.helpers import at, claimed, entered, exec_card, new_payment
+from ivrpay.workers import Reconciler
+from tests.store.helpers import LEASE_S, at, claimed, entered, exec_card, new_payment
 from tests.support.gateway import GATEWAY_TIMEOUT_CARD, make_card
 
 BACKOFF = (30, 60, 120, 300, 900)
@@ -38,6 +40,7 @@ async def test_unprocessed_is_trusted_by_the_reconcilers_clock(
     assert await reconciler.run_once(at(300)) == 1  # due at 91; 300 s after the send
     final = await store.get_payment(pool, p["id"])
     assert final["status"] == "failed" and final["error"]["category"] == "system"
+    assert final["progress"]["step"] == "done"  # not left "processing" (issue 13.7a)
     assert final["executions"][0]["outcome"] == "system"
     assert sandbox.state.executions(p["order_id"]) == 1
     assert sandbox.state.successes(p["order_id"]) == 0
@@ -63,10 +66,8 @@ async def _register_left_unknown(pool: asyncpg.Pool, member_id: str) -> dict:
 
 
 def _reconciler(pool: asyncpg.Pool, gateway_client: GatewayClient) -> Reconciler:
-    return Reconciler(
-        pool, gateway_reconciler(gateway_client, pool), backoff_s=BACKOFF, horizon_s=86400,
-        interval_s=1,
-    )  # fmt: skip
+    reconcile = PaymentProcess(pool, gateway_client, Settings()).reconcile
+    return Reconciler(pool, reconcile, backoff_s=BACKOFF, horizon_s=86400, interval_s=1)
 
 
 async def test_a_register_whose_card_is_at_the_gateway_is_reconciled_by_search_card(
@@ -103,3 +104,20 @@ async def test_a_register_without_its_card_fails_only_once_the_window_has_passed
     assert final["status"] == "failed"
     assert final["error"]["code"] == "not_stored"
     assert final["registration"]["status"] == "failed"
+
+
+async def test_a_payment_settled_after_its_call_was_lost_leaves_processing_behind(
+    pool: asyncpg.Pool, gateway_client: GatewayClient
+) -> None:
+    """Issue 13.7a: the call's process died while ExecTran was out (the step stayed
+    ``processing``); the sweep makes it unknown and the reconciler settles it: the step is done."""
+    p = await new_payment(pool, now=at(0))
+    _claim, order_id, entry = await entered(pool, gateway_client, p, now=at(0))
+    assert (await exec_card(gateway_client, order_id, entry, "4111111111111111")).ok
+    assert await store.resolve_lapsed_leases(pool, now=at(LEASE_S + 1)) == [(p["id"], "unknown")]
+    lost = await store.get_payment(pool, p["id"])
+    assert lost["progress"]["step"] == "processing"
+    assert await _reconciler(pool, gateway_client).run_once(at(LEASE_S + 2)) == 1
+    final = await store.get_payment(pool, p["id"])
+    assert final["status"] == "succeeded"
+    assert final["progress"]["step"] == "done"

@@ -10,9 +10,11 @@ from typing import Any
 import asyncpg
 
 from ivrpay import store
+from ivrpay.config import Settings
 from ivrpay.gateway import GatewayClient
+from ivrpay.payments import PaymentProcess
 from ivrpay.sandbox import Sandbox
-from ivrpay.workers import RegistrationOutcome, RegistrationRetrier, gateway_registrar
+from ivrpay.workers import RegistrationOutcome, RegistrationRetrier
 from tests.store.helpers import at, entered, exec_card, new_payment
 
 BACKOFF = (30, 60, 120, 300, 900)
@@ -43,7 +45,11 @@ async def _charged(
 
 def _retrier(pool: asyncpg.Pool, gw: GatewayClient, horizon_s: float = DAY) -> RegistrationRetrier:
     return RegistrationRetrier(
-        pool, gateway_registrar(gw, pool), backoff_s=BACKOFF, horizon_s=horizon_s, interval_s=1
+        pool,
+        PaymentProcess(pool, gw, Settings()).retry_registration,
+        backoff_s=BACKOFF,
+        horizon_s=horizon_s,
+        interval_s=1,
     )
 
 
