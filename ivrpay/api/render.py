@@ -1,20 +1,24 @@
 """JSON rendering for the API: RFC 3339 times, and only the documented fields of a payment.
 
 The store's snapshot may carry more than the contract (internal columns); the API answers with
-exactly the fields its OpenAPI document lists, so nothing internal leaks by accident.
+the typed :class:`~ivrpay.api.models.Payment` built from it here, once, so exactly the fields its
+OpenAPI document lists go out (answers and SSE alike) and nothing internal leaks by accident.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
-from ivrpay.api.openapi import PAYMENT_FIELDS, WEBHOOK_DELIVERY_FIELDS
+from ivrpay.api.models import Payment
+from ivrpay.api.openapi import WEBHOOK_DELIVERY_FIELDS
+from ivrpay.api.schema import build, plain
 
 
 def rfc3339(value: datetime) -> str:
@@ -56,9 +60,14 @@ def json_response(
     )
 
 
-def payment_json(snapshot: dict[str, Any]) -> dict[str, Any]:
+def payment_view(snapshot: Mapping[str, Any]) -> Payment:
+    """The store's payment snapshot as the API's typed payment."""
+    return build(Payment, snapshot)
+
+
+def payment_json(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     """The API's payment object: the documented fields, in the documented order."""
-    return {name: snapshot.get(name) for name in PAYMENT_FIELDS}
+    return plain(payment_view(snapshot))
 
 
 def delivery_json(row: dict[str, Any]) -> dict[str, Any]:

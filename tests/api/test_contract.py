@@ -346,3 +346,49 @@ async def test_register_ignores_amount_tax_and_job_over_http(
     )
     assert r.status == 422
     assert [e["field"] for e in (await r.json())["errors"]] == ["method"]
+
+
+def test_the_payment_view_is_typed_and_renders_only_the_documented_fields() -> None:
+    from ivrpay.api import models
+    from ivrpay.api.openapi import PAYMENT_FIELDS
+    from ivrpay.api.render import payment_json, payment_view, to_plain
+
+    now = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)
+    snap: dict[str, Any] = {name: None for name in PAYMENT_FIELDS}
+    snap.update(
+        id="p-1",
+        order_id="O-1",
+        operation="charge",
+        language="ja",
+        metadata={"a": [1]},
+        status="succeeded",
+        code="123456",
+        transfer_to="8123456",
+        expires_at=now,
+        created_at=now,
+        updated_at=now,
+        cancel_requested=False,
+        needs_review=False,
+        operator={"id": "op", "callback": "PJSIP/1001"},
+        progress={"step": "done", "attempts": {"card_number": 1}},
+        executions=[
+            {"order_id": "O-1-01", "started_at": now, "outcome": "declined", "error": DECLINE},
+            {"order_id": "O-1-02", "started_at": now, "outcome": "succeeded", "error": None},
+        ],
+        card={"brand": "VISA", "last4": "1111"},
+        result={"approve": "1", "tran_id": "2", "tran_date": now, "forward": "f", "card_seq": 0},
+        registration={"status": "failed", "card_seq": None, "error": DECLINE},
+        internal_column="never out",
+    )
+    view = payment_view(snap)
+    assert isinstance(view, models.Payment) and isinstance(view.progress, models.Progress)
+    assert isinstance(view.executions[0].error, models.PaymentError)
+    assert view.executions[1].error is None and view.error is None and view.call is None
+    assert isinstance(view.registration, models.Registration)
+    assert view.registration.error == models.PaymentError(**DECLINE)
+    assert view.result is not None and view.result.tran_date == now
+    out = payment_json(snap)
+    assert tuple(out) == PAYMENT_FIELDS  # the documented fields, in order, nothing internal
+    assert out["executions"][0]["error"] == DECLINE and out["card"] == snap["card"]
+    doc = build_openapi(Settings())
+    assert [e.message for e in _validator(doc, "Payment").iter_errors(to_plain(out))] == []
