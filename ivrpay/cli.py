@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     ac = asub.add_parser("create", help="create a key; prints it once")
     ac.add_argument("name")
     ac.add_argument("--webhook", default=None, help="webhook URL for this client")
+    asub.add_parser("list", help="the keys, without their secrets")
+    ar = asub.add_parser("revoke", help="refuse a key from now on, in every process")
+    ar.add_argument("key", metavar="NAME|ID")
 
     u = sub.add_parser("user", help="screen users")
     usub = u.add_subparsers(dest="user_command", required=True)
@@ -112,6 +115,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_serve(settings, demo=True))
     if cmd == "migrate":
         return asyncio.run(_migrate(settings))
+    if cmd == "apikey" and args.apikey_command == "list":
+        return asyncio.run(_apikey_list(settings))
+    if cmd == "apikey" and args.apikey_command == "revoke":
+        return asyncio.run(_apikey_revoke(settings, args.key))
     if cmd == "apikey":
         return asyncio.run(_apikey_create(settings, args.name, args.webhook))
     if cmd == "user":
@@ -232,6 +239,46 @@ async def _apikey_create(settings: Settings, name: str, webhook: str | None) -> 
         await db.close()
     print(api_key)
     print(secret)
+    return 0
+
+
+async def _apikey_list(settings: Settings) -> int:
+    """One line per key: id, name, prefix, state, created, webhook (tab-separated)."""
+    from ivrpay import store
+
+    db = await store.open_database(settings)
+    try:
+        clients = await store.list_api_clients(db.pool)
+    finally:
+        await db.close()
+    print("id\tname\tprefix\tstate\tcreated\twebhook")
+    for c in clients:
+        if c["is_default"]:
+            continue  # the screen's own client has no key
+        state = "enabled" if c["enabled"] else "revoked"
+        created = c["created_at"].isoformat(timespec="seconds")
+        row = (c["id"], c["name"], f"{c['key_prefix']}…", state, created, c["webhook_url"] or "-")
+        print("\t".join(row))
+    return 0
+
+
+async def _apikey_revoke(settings: Settings, key: str) -> int:
+    from datetime import UTC, datetime
+
+    from ivrpay import store
+
+    db = await store.open_database(settings)
+    try:
+        client = await store.revoke_api_client(db.pool, key, actor="cli", now=datetime.now(UTC))
+    except store.NotFound:
+        print(f"ivrpay: no API key {key!r} (ivrpay apikey list)", file=sys.stderr)
+        return 1
+    except store.Conflict as exc:
+        print(f"ivrpay: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"API key {client['name']} ({client['id']}) revoked")
     return 0
 
 

@@ -186,6 +186,8 @@ Accounts (``ivrpay.store.accounts``)
     ensure_default_client(db) -> dict                     owner of screen-made payments
     list_api_clients(db) -> list[dict]
     update_api_client(db, client_id, *, webhook_url=..., enabled=...) -> dict
+    revoke_api_client(db, name_or_id, *, actor, now) -> dict      audited; NotFound,
+                                    Conflict("ambiguous") for a name of several enabled keys
     client dict: {id, name, key_prefix, webhook_url, is_default, enabled, created_at}
     hash_password(password) -> str / check_password(stored, password) -> bool   (scrypt)
     create_user(db, name, role, password) -> dict         Conflict("user_exists")
@@ -218,6 +220,7 @@ from ivrpay.store.accounts import (
     list_api_clients,
     list_audit,
     list_users,
+    revoke_api_client,
     set_user_enabled,
     set_user_password,
     update_api_client,
@@ -389,6 +392,7 @@ __all__ = [
     "renew_leases",
     "resolve_lapsed_leases",
     "resolve_review",
+    "revoke_api_client",
     "set_user_enabled",
     "set_user_password",
     "settlement_action",

@@ -146,6 +146,54 @@ async def update_api_client(
     return _client(row)
 
 
+async def revoke_api_client(
+    db: Db, name_or_id: str, *, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Switch a client's key off for good, by id or by name (audited).
+
+    Every process looks the key up in the database on each request (no cache), so the key is
+    refused everywhere from the next request on. NotFound when nothing matches (the screen's own
+    client has no key and cannot be revoked); Conflict("ambiguous") when a name names several
+    keys still enabled."""
+    aware(now)
+    cid = parse_id(name_or_id)
+    async with transaction(db) as conn:
+        if cid is not None:
+            rows = await conn.fetch(
+                f"""SELECT {_CLIENT_COLUMNS} FROM api_clients
+                    WHERE id = $1 AND NOT is_default FOR UPDATE""",
+                cid,
+            )
+        else:
+            rows = await conn.fetch(
+                f"""SELECT {_CLIENT_COLUMNS} FROM api_clients
+                    WHERE name = $1 AND NOT is_default ORDER BY enabled DESC FOR UPDATE""",
+                name_or_id,
+            )
+            live = [r for r in rows if r["enabled"]]
+            if len(live) > 1:
+                raise Conflict(
+                    "ambiguous", f"{len(live)} enabled keys are named {name_or_id!r}: give the id"
+                )
+            rows = live or rows[:1]
+        if not rows:
+            raise NotFound("API client not found")
+        row = await conn.fetchrow(
+            f"UPDATE api_clients SET enabled = false WHERE id = $1 RETURNING {_CLIENT_COLUMNS}",
+            rows[0]["id"],
+        )
+        if rows[0]["enabled"]:
+            await audit(
+                conn,
+                actor=actor,
+                action="apikey_revoked",
+                now=now,
+                target=f"client:{row['id']}",
+                data={"name": row["name"]},
+            )
+    return _client(row)
+
+
 # -- users ------------------------------------------------------------------------------------
 
 

@@ -141,6 +141,7 @@ async def _keys_page(request: web.Request, status: int = 200, **ctx: Any) -> web
     clients = [c for c in await store.list_api_clients(pool) if not c["is_default"]]
     ctx.setdefault("error", None)
     ctx.setdefault("created", None)
+    ctx.setdefault("confirm", None)
     ctx.setdefault("done", request.query.get("done"))
     return render(request, "admin_keys.html", status=status, clients=clients, **ctx)
 
@@ -183,6 +184,24 @@ async def change_webhook(request: web.Request) -> web.StreamResponse:
         return await _keys_page(request, 422, error="webhook_url_bad")
     await _audit(request, "webhook_changed", target=f"client:{client['id']}", data={"url": url})
     raise _back("/admin/keys", done="webhook_changed")
+
+
+@routes.post("/admin/keys/{id}/revoke")
+@admin
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    """Confirmed by a second click; then the key is refused from the next request on, in every
+    process (each request looks its key up in the database)."""
+    pool, clock, _ = deps(request)
+    client = await store.get_api_client(pool, request.match_info["id"])
+    if client is None or client["is_default"]:
+        raise Refused(404, "not_found")
+    if (await request.post()).get("confirm") != "1":
+        return await _keys_page(request, confirm=client)
+    try:
+        await store.revoke_api_client(pool, client["id"], actor=actor(request), now=clock())
+    except store.NotFound:
+        raise Refused(404, "not_found") from None
+    raise _back("/admin/keys", done="apikey_revoked")
 
 
 @routes.get("/admin/keys/{id}/deliveries")

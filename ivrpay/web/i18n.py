@@ -223,6 +223,12 @@ WORDS: dict[str, tuple[str, str]] = {
     "webhook_secret": ("Webhook署名シークレット", "Webhook signing secret"),
     "key_prefix": ("キー（先頭）", "Key (start)"),
     "revoked": ("失効", "revoked"),
+    "revoke": ("失効させる", "Revoke"),
+    "confirm_revoke": (
+        "このAPIキーを失効させますか？すべてのプロセスで直ちに拒否され、元に戻せません。",
+        "Revoke this API key? It is refused at once in every process; this cannot be undone.",
+    ),
+    "apikey_revoked": ("APIキーを失効させました。", "API key revoked."),
     "webhook": ("Webhook URL", "Webhook URL"),
     "deliveries": ("配信履歴", "Deliveries"),
     "create_key": ("APIキーの作成", "Create an API key"),

@@ -9,6 +9,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from ivrpay import store
@@ -123,4 +124,21 @@ async def test_users_and_api_keys_are_managed(browser: Any, screen: Screen) -> N
     await page.goto(screen.url + "/admin/keys")  # shown once: not on the next visit
     assert key not in await page.content()
     assert await page.query_selector("tr[data-client=core-system]") is not None
+
+    # Revoked with a second click: the API refuses the key from the next request on.
+    api = f"{screen.url}/api/v1/payments?order_id=none"
+    bearer = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=bearer) as http:
+        async with http.get(api) as r:
+            assert r.status == 200
+        await page.click("tr[data-client=core-system] button[data-revoke]")
+        await page.wait_for_selector("#confirm-revoke")
+        async with http.get(api) as r:
+            assert r.status == 200  # not before the second click
+        await page.click("#confirm-revoke-button")
+        await page.wait_for_selector("#done")
+        assert "revoked" in await page.inner_text("tr[data-client=core-system]")
+        assert await page.query_selector("tr[data-client=core-system] button[data-revoke]") is None
+        async with http.get(api) as r:
+            assert r.status == 401
     await page.context.close()

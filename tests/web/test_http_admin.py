@@ -124,3 +124,37 @@ async def test_a_client_s_webhook_deliveries_are_listed(
         page = await r.text()
     assert 'data-type="payment.canceled"' in page
     assert f"/payments/{payment['id']}" in page
+
+
+async def test_a_revoked_key_is_refused_at_once(
+    screen: Screen, http: aiohttp.ClientSession
+) -> None:
+    client, key, _secret = await store.create_api_client(screen.pool, "to-revoke")
+    api = f"{screen.url}/api/v1/payments?order_id=none"
+    bearer = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(headers=bearer) as api_http:
+        async with api_http.get(api) as r:
+            assert r.status == 200
+        assert await http_sign_in(http, "admin") == 303
+        csrf = await form_csrf(http, "/admin/keys")
+        url = f"/admin/keys/{client['id']}/revoke"
+        async with http.post(url, data={"csrf": csrf}, allow_redirects=False) as r:
+            assert r.status == 200 and 'id="confirm-revoke"' in await r.text()
+        async with api_http.get(api) as r:
+            assert r.status == 200  # asked to confirm: nothing changed yet
+        async with http.post(url, data={"csrf": csrf, "confirm": "1"}, allow_redirects=False) as r:
+            assert r.status == 303
+        async with api_http.get(api) as r:
+            assert r.status == 401
+            assert (await r.json())["detail"] == "Unknown or disabled API key."
+    async with http.post(url, data={"csrf": csrf, "confirm": "1"}, allow_redirects=False) as r:
+        assert r.status == 303  # revoking again changes nothing and is not audited twice
+    rows, _ = await store.screen.search_audit(screen.pool, action="apikey_revoked")
+    assert [(r["actor"], r["target"]) for r in rows] == [("screen:admin", f"client:{client['id']}")]
+    default = await store.ensure_default_client(screen.pool)
+    async with http.post(
+        f"/admin/keys/{default['id']}/revoke", data={"csrf": csrf, "confirm": "1"}
+    ) as r:
+        assert r.status == 404  # the screen's own client is not a key
+    async with http.post("/admin/keys/nonsense/revoke", data={"csrf": csrf}) as r:
+        assert r.status == 404
