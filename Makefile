@@ -28,6 +28,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff check ivrpay tests benchmarks
 	$(BIN)/ruff format --check ivrpay tests benchmarks
+	$(BIN)/mypy
 
 fmt: install
 	$(BIN)/ruff format ivrpay tests benchmarks

@@ -11,7 +11,14 @@ from typing import TypeVar
 
 from ivrpay.agi.errors import AGIError, AGIHangup
 from ivrpay.agi.session import AGISession
-from ivrpay.flow.channel import CallerGone, Channel, CommandFailed, DataOutcome, PlayOutcome
+from ivrpay.flow.channel import (
+    CallerGone,
+    Channel,
+    CommandFailed,
+    DataOutcome,
+    Environment,
+    PlayOutcome,
+)
 
 _T = TypeVar("_T")
 
@@ -21,7 +28,7 @@ class AGIChannel:
 
     def __init__(self, session: AGISession) -> None:
         self.session = session
-        self.env = session.env
+        self.env: Environment = session.env
         self.hangup_event: asyncio.Event = session.hangup_event
 
     @property

@@ -128,7 +128,7 @@ class Settings:
         r = _Reader(env)
         d = cls()
         values: dict[str, Any] = dict(
-            database_url=r.str("IVRPAY_DATABASE_URL"),
+            database_url=r.text("IVRPAY_DATABASE_URL"),
             agi_listen=r.hostport("IVRPAY_AGI_LISTEN", d.agi_listen),
             http_listen=r.hostport("IVRPAY_HTTP_LISTEN", d.http_listen),
             gateway_url=r.url("IVRPAY_GATEWAY_URL"),
@@ -136,34 +136,36 @@ class Settings:
             card_brands=r.choices("IVRPAY_CARD_BRANDS", d.card_brands, ALL_BRANDS, upper=True),
             security_code=r.onoff("IVRPAY_SECURITY_CODE", d.security_code),
             confirm=r.onoff("IVRPAY_CONFIRM", d.confirm),
-            attempts=r.int("IVRPAY_ATTEMPTS", d.attempts, 1, 9),
-            digit_timeout_ms=r.int("IVRPAY_DIGIT_TIMEOUT_MS", d.digit_timeout_ms, 500, 60000),
-            gateway_timeout_s=r.float("IVRPAY_GATEWAY_TIMEOUT_S", d.gateway_timeout_s, 0.05, 300),
-            gateway_connect_timeout_s=r.float(
+            attempts=r.integer("IVRPAY_ATTEMPTS", d.attempts, 1, 9),
+            digit_timeout_ms=r.integer("IVRPAY_DIGIT_TIMEOUT_MS", d.digit_timeout_ms, 500, 60000),
+            gateway_timeout_s=r.number("IVRPAY_GATEWAY_TIMEOUT_S", d.gateway_timeout_s, 0.05, 300),
+            gateway_connect_timeout_s=r.number(
                 "IVRPAY_GATEWAY_CONNECT_TIMEOUT_S", d.gateway_connect_timeout_s, 0.05, 60
             ),
             timezone=r.timezone("IVRPAY_TIMEZONE", d.timezone),
             callback_pattern=r.regex("IVRPAY_CALLBACK_PATTERN", d.callback_pattern),
-            max_calls=r.int("IVRPAY_MAX_CALLS", d.max_calls, 1, 100000),
-            ami_url=r.str("IVRPAY_AMI_URL"),
-            secret_key=r.str("IVRPAY_SECRET_KEY"),
-            lease_s=r.float("IVRPAY_LEASE_S", d.lease_s, 0.05, 3600),
-            drain_s=r.float("IVRPAY_DRAIN_S", d.drain_s, 0, 3600),
-            reconcile_after_s=r.float("IVRPAY_RECONCILE_AFTER_S", d.reconcile_after_s, 0, 86400),
-            list_holdback_s=r.float("IVRPAY_LIST_HOLDBACK_S", d.list_holdback_s, 0, 3600),
+            max_calls=r.integer("IVRPAY_MAX_CALLS", d.max_calls, 1, 100000),
+            ami_url=r.text("IVRPAY_AMI_URL"),
+            secret_key=r.text("IVRPAY_SECRET_KEY"),
+            lease_s=r.number("IVRPAY_LEASE_S", d.lease_s, 0.05, 3600),
+            drain_s=r.number("IVRPAY_DRAIN_S", d.drain_s, 0, 3600),
+            reconcile_after_s=r.number("IVRPAY_RECONCILE_AFTER_S", d.reconcile_after_s, 0, 86400),
+            list_holdback_s=r.number("IVRPAY_LIST_HOLDBACK_S", d.list_holdback_s, 0, 3600),
             log_level=r.choice(
                 "IVRPAY_LOG_LEVEL", d.log_level, ("debug", "info", "warning", "error")
             ),
             log_format=r.choice("IVRPAY_LOG_FORMAT", None, ("json", "console")),
-            sounds_dir=Path(r.str("IVRPAY_SOUNDS_DIR") or d.sounds_dir),
-            gateway_max_card_digits=r.int(
+            sounds_dir=Path(r.text("IVRPAY_SOUNDS_DIR") or d.sounds_dir),
+            gateway_max_card_digits=r.integer(
                 "IVRPAY_GATEWAY_MAX_CARD_DIGITS", d.gateway_max_card_digits, 12, 19
             ),
-            session_idle_s=r.float("IVRPAY_SESSION_IDLE_S", d.session_idle_s, 1, 86400),
-            session_max_s=r.float("IVRPAY_SESSION_MAX_S", d.session_max_s, 1, 7 * 86400),
-            signin_max_failures=r.int("IVRPAY_SIGNIN_MAX_FAILURES", d.signin_max_failures, 1, 100),
-            signin_lockout_s=r.float("IVRPAY_SIGNIN_LOCKOUT_S", d.signin_lockout_s, 1, 86400),
-            prompt_max_s=r.float("IVRPAY_PROMPT_MAX_S", d.prompt_max_s, 1, 600),
+            session_idle_s=r.number("IVRPAY_SESSION_IDLE_S", d.session_idle_s, 1, 86400),
+            session_max_s=r.number("IVRPAY_SESSION_MAX_S", d.session_max_s, 1, 7 * 86400),
+            signin_max_failures=r.integer(
+                "IVRPAY_SIGNIN_MAX_FAILURES", d.signin_max_failures, 1, 100
+            ),
+            signin_lockout_s=r.number("IVRPAY_SIGNIN_LOCKOUT_S", d.signin_lockout_s, 1, 86400),
+            prompt_max_s=r.number("IVRPAY_PROMPT_MAX_S", d.prompt_max_s, 1, 600),
         )
         per_payment, per_call = r.executions(
             "IVRPAY_MAX_EXECUTIONS", (d.max_executions_per_payment, d.max_executions_per_call)
@@ -189,20 +191,20 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def str(self, name: str) -> str | None:
+    def text(self, name: str) -> str | None:
         value = self.env.get(name)
         return value if value not in (None, "") else None
 
     def required(self, name: str, max_len: int) -> str:
-        value = self.str(name)
+        value = self.text(name)
         if value is None:
             raise ConfigError(f"{name} is required when IVRPAY_GATEWAY_URL is set")
         if len(value.encode("cp932", "replace")) > max_len:
             raise ConfigError(f"{name} is longer than {max_len} bytes")
         return value
 
-    def int(self, name: str, default: int, lo: int, hi: int) -> int:
-        raw = self.str(name)
+    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -213,8 +215,8 @@ class _Reader:
             raise ConfigError(f"{name}: {value} is outside {lo}…{hi}")
         return value
 
-    def float(self, name: str, default: float, lo: float, hi: float) -> float:
-        raw = self.str(name)
+    def number(self, name: str, default: float, lo: float, hi: float) -> float:
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -226,7 +228,7 @@ class _Reader:
         return value
 
     def onoff(self, name: str, default: bool) -> bool:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         lowered = raw.strip().lower()
@@ -237,7 +239,7 @@ class _Reader:
         raise ConfigError(f"{name}: {raw!r} is not on or off")
 
     def choice(self, name: str, default: Any, allowed: tuple[str, ...]) -> Any:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         if raw.strip().lower() not in allowed:
@@ -247,7 +249,7 @@ class _Reader:
     def choices(
         self, name: str, default: tuple[str, ...], allowed: tuple[str, ...], upper: bool = False
     ) -> tuple[str, ...]:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         items = [i.strip().upper() if upper else i.strip().lower() for i in raw.split(",")]
@@ -258,11 +260,11 @@ class _Reader:
         return tuple(dict.fromkeys(items))
 
     def hostport(self, name: str, default: HostPort) -> HostPort:
-        raw = self.str(name)
+        raw = self.text(name)
         return default if raw is None else parse_hostport(raw, name)
 
     def url(self, name: str) -> str | None:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return None
         if not re.fullmatch(r"https?://[^\s/?#]+", raw.rstrip("/")):
@@ -270,7 +272,7 @@ class _Reader:
         return raw.rstrip("/")
 
     def timezone(self, name: str, default: str) -> str:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -280,7 +282,7 @@ class _Reader:
         return raw
 
     def regex(self, name: str, default: str) -> str:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         try:
@@ -290,7 +292,7 @@ class _Reader:
         return raw
 
     def executions(self, name: str, default: tuple[int, int]) -> tuple[int, int]:
-        raw = self.str(name)
+        raw = self.text(name)
         if raw is None:
             return default
         m = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", raw)

@@ -164,7 +164,7 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     logging.getLogger("ivrpay").critical(
         "uncaught exception in thread %s",
         args.thread.name if args.thread is not None else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        exc_info=args.exc_value,
     )
 
 

@@ -110,6 +110,8 @@ def _utcnow() -> datetime:
 class _Protocol(AMIProtocol):
     """panoramisk's protocol, wired to our manager at once, and never re-queueing actions."""
 
+    closed: bool  # panoramisk's (untyped) attribute
+
     def __init__(self, manager: _Manager) -> None:
         super().__init__()
         self._manager = manager
@@ -141,6 +143,8 @@ class _Protocol(AMIProtocol):
 
 class _Manager(Manager):  # type: ignore[misc]
     """panoramisk's manager without its own reconnect loop: the link is told instead."""
+
+    patterns: list[Any]  # panoramisk's (untyped) attribute
 
     def __init__(self, on_lost: Callable[[Any], None], **config: Any) -> None:
         super().__init__(**config)

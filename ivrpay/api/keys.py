@@ -32,7 +32,7 @@ class Slot:
 
 
 LISTENER = web.AppKey("ivrpay_listener", Slot)  # .value: a started PaymentListener or None
-CLOCK = web.AppKey("ivrpay_clock", Callable[[], datetime])
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("ivrpay_clock")
 OPENAPI = web.AppKey("ivrpay_openapi", dict)
 # Set when the application shuts down: endless responses (SSE) end at once instead of holding
 # the shutdown for its whole timeout.

@@ -37,5 +37,7 @@ async def settle_payment(
         if refused.reason == "not_settleable":
             raise conflict("not-settleable", refused.message) from None
         status, slug = _PROBLEMS[refused.reason]
-        extra = {"gateway_errors": refused.gateway_errors} if refused.reason != "no_gateway" else {}
+        extra: dict[str, Any] = (
+            {"gateway_errors": refused.gateway_errors} if refused.reason != "no_gateway" else {}
+        )
         raise Problem(status, slug, refused.message, **extra) from None

@@ -66,7 +66,7 @@ BRAND_LENGTHS: dict[Brand, frozenset[int]] = {
 
 class CardNumberCheck(enum.StrEnum):
     ok = "ok"
-    format = "format"  # not only digits
+    format = "format"  # type: ignore[assignment]  # not only digits (shadows str.format)
     too_short = "too_short"  # fewer than 12 digits
     too_long = "too_long"  # more than 19 digits
     luhn = "luhn"  # check digit wrong
@@ -77,14 +77,14 @@ class CardNumberCheck(enum.StrEnum):
 
 class ExpiryCheck(enum.StrEnum):
     ok = "ok"
-    format = "format"  # not exactly four digits
+    format = "format"  # type: ignore[assignment]  # not exactly four digits
     month = "month"  # month not 01–12
     past = "past"  # the month has ended in the merchant's time zone
 
 
 class SecurityCodeCheck(enum.StrEnum):
     ok = "ok"
-    format = "format"  # not only digits
+    format = "format"  # type: ignore[assignment]  # not only digits (shadows str.format)
     length = "length"  # not the brand's length
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -113,13 +113,13 @@ class End(Exception):
     def __init__(
         self,
         status: CallStatus | str,
-        prompts: list[str],
+        prompts: Sequence[str],
         payment_status: str | None = None,
         error: Mapping[str, Any] | None = None,
     ) -> None:
         self.status = CallStatus(status)  # ValueError: not a status the dialplan knows
         super().__init__(self.status.value)
-        self.prompts = prompts
+        self.prompts = list(prompts)
         self.payment_status = payment_status
         self.error = error
 
@@ -209,7 +209,7 @@ class Call:
         except payments.LeaseLost:
             self.log.warning("call.lease_lost")
             return End(CallStatus.ERROR, _APOLOGY)
-        except (CommandFailed, *payments.FAULTS) as exc:
+        except (CommandFailed, *payments.FAULTS) as exc:  # type: ignore[misc]  # mypy: no * here
             return self._fault(exc, bug=False)
         except Exception as exc:
             # A bug of ours: the caller still hears an apology and goes back, and the claim is

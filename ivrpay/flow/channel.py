@@ -25,15 +25,21 @@ class CommandFailed(ChannelError):
     """The line did not carry out a command (refused, timed out, connection lost)."""
 
 
+# Read-only members, so that frozen dataclasses (the AGI session's results) match.
 class PlayOutcome(Protocol):
-    digit: str | None  # the escape key that stopped the prompt
-    failed: bool  # -1 without a known hang-up (missing prompt file)
+    @property
+    def digit(self) -> str | None: ...  # the escape key that stopped the prompt
+    @property
+    def failed(self) -> bool: ...  # -1 without a known hang-up (missing prompt file)
 
 
 class DataOutcome(Protocol):
-    digits: str
-    timed_out: bool
-    failed: bool
+    @property
+    def digits(self) -> str: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def failed(self) -> bool: ...
 
 
 class Environment(Protocol):

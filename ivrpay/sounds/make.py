@@ -74,9 +74,10 @@ class EspeakVoice:
     """English: espeak-ng's American voice, a little slower than its default for the phone."""
 
     def __init__(self, voice: str = "en-us", wpm: int = 150) -> None:
-        self.exe = shutil.which("espeak-ng")
-        if self.exe is None:
+        exe = shutil.which("espeak-ng")
+        if exe is None:
             raise ToolMissing("English prompts need espeak-ng: apt-get install -y espeak-ng sox")
+        self.exe: str = exe
         self.voice, self.wpm = voice, wpm
 
     def speak(self, text: str) -> tuple[bytes, int]:

@@ -199,7 +199,7 @@ async def record_reconciliation(
                 attempts,
                 now + seconds(backoff_delay(backoff_s, attempts)),
             )
-            snap = (await snapshots(conn, [await lock_payment(conn, pid)]))[0]
+            snap = (await snapshots(conn, [await lock_payment(conn, pid)]))[0]  # type: ignore[list-item]
             return snap
         # Settled: the call's last step (``processing``) is over too.
         sets: dict[str, Any] = {
@@ -325,7 +325,7 @@ async def record_registration_attempt(
                     attempts,
                     now + seconds(backoff_delay(backoff_s, attempts)),
                 )
-                return (await snapshots(conn, [await lock_payment(conn, pid)]))[0]
+                return (await snapshots(conn, [await lock_payment(conn, pid)]))[0]  # type: ignore[list-item]
             status = "failed"
             error = error or current.get("error") or _REGISTRATION_GAVE_UP
         if status == "succeeded":

@@ -103,7 +103,7 @@ async def load_session(request: web.Request) -> dict[str, Any] | None:
         )
         if session is not None:
             session["token"] = token
-    request[SESSION] = session
+    request[SESSION] = session  # type: ignore[misc]  # None: "not signed in", cached too
     return session
 
 
