@@ -1,5 +1,5 @@
 """What takes more than one request: an EntryTran whose answer was lost, an ExecTran whose
-outcome is unknown (SearchTrade), a card storage settled by SearchCard, AlterTran looked up first.
+outcome is unknown (SearchTrade), a card storage settled by SearchCard, what an AlterTran must do.
 
 The payment process (flow, workers, API) calls these and the step endpoints; nothing here knows a
 call or a payment row.
@@ -35,6 +35,25 @@ def _differs(trade: Outcome, job_cd: str, amount: int | None, tax: int | None) -
     if trade.tax is not None and trade.tax != (tax or 0):
         return "tax"
     return None
+
+
+AlterAction = Literal["capture", "void", "refund"]
+AlterJob = Literal["VOID", "RETURN", "RETURNX", "SALES"]
+# action -> (the order statuses AlterTran may start from, the statuses that mean it is done)
+ALTER_RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "capture": (frozenset({"AUTH"}), frozenset({"SALES"})),
+    "void": (frozenset({"AUTH", "CAPTURE", "SALES", "SAUTH"}), frozenset({"VOID"})),
+    "refund": (frozenset({"CAPTURE", "SALES"}), frozenset({"RETURN", "RETURNX"})),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AlterStep:
+    """``kind``: "done" | "send" (``job``) | "refuse" (``message``)."""
+
+    kind: Literal["done", "send", "refuse"]
+    job: AlterJob | None = None
+    message: str = ""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -263,60 +282,20 @@ class GatewayRecovery(GatewayEndpoints):
         ]
         return True, max(fresh, key=lambda c: c.card_seq) if fresh else None
 
-    async def void(self, order_id: str) -> Outcome:
-        """Cancel a transaction (AlterTran VOID). Idempotent: an order already VOID is ok."""
-        return await self._alter(
-            order_id, "VOID", None, {"AUTH", "CAPTURE", "SALES", "SAUTH"}, {"VOID"}
-        )
-
-    async def capture(self, order_id: str, amount: int) -> Outcome:
-        """Turn an authorization into a sale (AlterTran SALES, the authorized amount)."""
-        return await self._alter(order_id, "SALES", amount, {"AUTH"}, {"SALES"})
-
-    async def refund(
-        self, order_id: str, *, job_cd: Literal["RETURN", "RETURNX"] | None = None
-    ) -> Outcome:
-        """Refund a sale (AlterTran RETURN; RETURNX when the sale was in an earlier month)."""
-        return await self._alter(
-            order_id, job_cd, None, {"CAPTURE", "SALES"}, {"RETURN", "RETURNX"}
-        )
-
-    async def _alter(
-        self,
-        order_id: str,
-        target: Literal["VOID", "RETURN", "RETURNX", "SALES"] | None,
-        amount: int | None,
-        from_states: set[str],
-        done_states: set[str],
-    ) -> Outcome:
-        trade = await self.search_trade(order_id)
-        if not trade.ok:
-            return dataclasses.replace(trade, endpoint="AlterTran")
+    def alter_step(self, trade: Outcome, action: AlterAction) -> AlterStep:
+        """What a SearchTrade answer of the order means for ``action`` (capture = SALES of an
+        AUTH, void, refund = RETURN, or RETURNX when the sale was in an earlier month): done
+        already, one AlterTran to send, or impossible from the order's status. The caller sends
+        (and logs) the AlterTran: a lost answer is looked up again before any second send."""
+        from_states, done_states = ALTER_RULES[action]
         if trade.status in done_states:
-            return dataclasses.replace(trade, endpoint="AlterTran", reconciled=True)
+            return AlterStep("done")
         if trade.status not in from_states or not (trade.access_id and trade.access_pass):
-            return dataclasses.replace(
-                trade,
-                endpoint="AlterTran",
-                kind="system",
-                message=f"cannot change an order in status {trade.status}",
-            )
-        job = target or self._refund_job(trade)
-        before = trade.status
-        altered = await self.alter_tran(
-            trade.access_id, trade.access_pass, job, amount, order_id=order_id
-        )
-        if altered.kind != "unknown":
-            return dataclasses.replace(altered, order_id=order_id)
-        # AlterTran timed out: look first, retry only when nothing changed.
-        again = await self.search_trade(order_id)
-        if again.ok and again.status == job:
-            return dataclasses.replace(again, endpoint="AlterTran", reconciled=True)
-        if again.ok and again.status == before:
-            altered = await self.alter_tran(
-                trade.access_id, trade.access_pass, job, amount, order_id=order_id
-            )
-        return dataclasses.replace(altered, order_id=order_id)
+            return AlterStep("refuse", message=f"cannot change an order in status {trade.status}")
+        job: AlterJob = "SALES" if action == "capture" else "VOID"
+        if action == "refund":
+            job = self._refund_job(trade)
+        return AlterStep("send", job)
 
     def _refund_job(self, trade: Outcome) -> Literal["RETURN", "RETURNX"]:
         sold = trade.process_date or trade.tran_date

@@ -136,11 +136,26 @@ class PaymentProcess:
         return ClaimOutcome(call)
 
     # -- the API and the screen --------------------------------------------------------------------
+    @property
+    def settler(self) -> settle.Settler:
+        s = self.settings
+        return settle.Settler(
+            self.pool,
+            self.gateway,
+            self.clock,
+            # Two SearchTrades and two AlterTrans, each up to the gateway timeout.
+            lease_s=s.gateway_timeout_s * 4 + 30,
+            backoff_s=s.reconcile_backoff_s,
+            reconcile_after_s=s.reconcile_after_s,
+        )
+
     async def settle(self, payment_id: str, action: str, *, actor: str) -> dict[str, Any]:
         """Capture, void or refund a succeeded payment: the new snapshot, or SettleRefused."""
-        return await settle.settle(
-            self.pool, self.gateway, payment_id, action, actor=actor, clock=self.clock
-        )
+        return await self.settler.settle(payment_id, action, actor=actor)
+
+    async def check_settlement(self, item: dict[str, Any]) -> str:
+        """A settlement intent whose answer was lost, claimed by the checker: SearchTrade."""
+        return await self.settler.check(item)
 
     # -- the workers -------------------------------------------------------------------------------
     async def reconcile(self, item: dict[str, Any]) -> background.ReconcileOutcome:

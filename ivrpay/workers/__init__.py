@@ -19,10 +19,13 @@ Each loop is a :class:`~ivrpay.workers.loops.Loop`: ``await loop.run_once(now)``
                                                          pending card registrations:
                                                          ``register(item)`` (item carries
                                                          ``now``) -> RegistrationOutcome
+    SettlementChecker(pool, check, *, interval_s, lease_s)
+                                                         settlement intents whose AlterTran
+                                                         answer was lost: ``check(item)``
     IdempotencyPurger(pool, *, interval_s)               forget keys past 24 h
 
-    The gateway side of both is the payment process's (``ivrpay.payments``):
-    ``PaymentProcess.reconcile`` and ``PaymentProcess.retry_registration``.
+    The gateway side of these three is the payment process's (``ivrpay.payments``):
+    ``PaymentProcess.reconcile``, ``.retry_registration`` and ``.check_settlement``.
 
     process_owner() -> str                               this process's lease owner name
     build_workers(pool, settings, *, owner, reconcile=None, register=None,
@@ -46,6 +49,7 @@ from ivrpay.workers.loops import (
     Reconciler,
     RegistrationOutcome,
     RegistrationRetrier,
+    SettlementChecker,
     WebhookDeliverer,
     Workers,
     build_workers,
@@ -63,6 +67,7 @@ __all__ = [
     "Reconciler",
     "RegistrationOutcome",
     "RegistrationRetrier",
+    "SettlementChecker",
     "WebhookDeliverer",
     "Workers",
     "build_workers",

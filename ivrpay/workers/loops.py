@@ -19,6 +19,7 @@ import structlog
 from ivrpay import store
 from ivrpay.config import Settings
 from ivrpay.payments import PaymentProcess, ReconcileOutcome, RegistrationOutcome
+from ivrpay.store import settlement as settlement_store
 from ivrpay.store.webhooks import SIGNATURE_HEADER
 
 log = structlog.get_logger(__name__)
@@ -396,6 +397,49 @@ class RegistrationRetrier(_ClaimRetryLoop[RegistrationOutcome]):
         )
 
 
+CheckSettlement = Callable[[dict[str, Any]], Awaitable[str]]
+
+
+class SettlementChecker(Loop):
+    """Claims settlement intents whose AlterTran answer was lost (or whose sender died after
+    sending) and has ``check(item)`` (the payment process: SearchTrade, nothing sent) settle each.
+    An exception leaves the claim to lapse: the intent is claimed again after ``lease_s``."""
+
+    name = "settlement_checker"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        check: CheckSettlement,
+        *,
+        interval_s: float,
+        lease_s: float,
+        limit: int = 10,
+    ) -> None:
+        super().__init__(interval_s)
+        self.pool, self.check = pool, check
+        self.lease_s, self.limit = lease_s, limit
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        token = secrets.token_hex(16)
+        items = await settlement_store.claim_due_settlements(
+            self.pool, token=token, now=now or _now(), lease_s=self.lease_s, limit=self.limit
+        )
+        for item in items:
+            try:
+                found = await self.check({**item, "token": token})
+            except Exception:
+                log.exception("settlement_check_failed", payment_id=item["payment_id"])
+                continue
+            log.info(
+                "settlement_checked",
+                payment_id=item["payment_id"],
+                action=item["action"],
+                found=found,
+            )
+        return len(items)
+
+
 class Workers:
     """Every loop of one ``serve`` process: ``await start()``, then ``await stop()``.
 
@@ -415,6 +459,7 @@ class Workers:
         owner: str,
         reconcile: Reconcile | None = None,
         register: RetryRegistration | None = None,
+        check_settlement: CheckSettlement | None = None,
         live_tokens: LiveTokens = _no_calls,
         loops: list[Loop] | None = None,
     ) -> None:
@@ -422,6 +467,8 @@ class Workers:
             reconcile = process.reconcile
         if register is None and process is not None:
             register = process.retry_registration
+        if check_settlement is None and process is not None:
+            check_settlement = process.check_settlement
         self.loops = (
             loops
             if loops is not None
@@ -431,6 +478,7 @@ class Workers:
                 owner=owner,
                 reconcile=reconcile,
                 register=register,
+                check_settlement=check_settlement,
                 live_tokens=live_tokens,
             )
         )
@@ -466,10 +514,12 @@ def build_workers(
     owner: str,
     reconcile: Reconcile | None = None,
     register: RetryRegistration | None = None,
+    check_settlement: CheckSettlement | None = None,
     live_tokens: LiveTokens = _no_calls,
 ) -> list[Loop]:
     """Every loop a ``serve`` process runs (the reconciler only when ``reconcile`` is given, the
-    registration retrier only when ``register`` is)."""
+    registration retrier only when ``register`` is, the settlement checker only with
+    ``check_settlement``)."""
     interval = settings.worker_interval_s
     # A gateway call may take gateway_timeout_s, and a busy gateway is retried: hold that long.
     gateway_hold_s = settings.gateway_timeout_s * 3 + 30
@@ -507,6 +557,10 @@ def build_workers(
                 # Storing a card is up to seven requests (member, card list, TradedCard twice).
                 lease_s=settings.gateway_timeout_s * 8 + 30,
             )
+        )
+    if check_settlement is not None:
+        loops.append(
+            SettlementChecker(pool, check_settlement, interval_s=interval, lease_s=gateway_hold_s)
         )
     return loops
 

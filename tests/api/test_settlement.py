@@ -7,16 +7,30 @@ transaction, and the sandbox's own view of the order confirms it.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from ivrpay import store
+from ivrpay.api import keys
 from ivrpay.gateway import GatewayClient
 from ivrpay.sandbox import Sandbox
+from ivrpay.store import settlement as settlement_store
+from ivrpay.store.db import create_pool
+from ivrpay.workers.loops import SettlementChecker
 from tests.api.conftest import Clock, MakeClient, body
-from tests.support.gateway import make_card
+from tests.support.gateway import (
+    SHOP_ID,
+    SHOP_PASS,
+    SITE_ID,
+    SITE_PASS,
+    make_card,
+    make_gateway_client,
+)
 
 P = "/api/v1/payments"
 
@@ -187,3 +201,176 @@ async def test_capture_is_only_for_authorizations(
     assert r.status == 200 and (await r.json())["settlement"] == "captured"  # already so
     r = await gw_client.post(f"{P}/{p['id']}/refund", headers=auth)
     assert r.status == 200 and (await r.json())["settlement"] == "refunded"
+
+
+# -- across processes (issue 9.2) -----------------------------------------------------------------
+class HookedGateway(GatewayClient):
+    """The real client; right after each AlterTran, ``after_alter()`` runs (a fault hook)."""
+
+    after_alter: Any = None
+
+    async def alter_tran(self, *args: Any, **kw: Any) -> Any:
+        answer = await super().alter_tran(*args, **kw)
+        if self.after_alter is not None:
+            self.after_alter()
+        return answer
+
+
+@pytest.fixture
+async def two_services(
+    make_client: MakeClient, sandbox: Sandbox, database_url: str
+) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """Two services on one database: each its own pool, gateway client and payment process."""
+    pools = [await create_pool(database_url, min_size=1, max_size=5) for _ in range(2)]
+    async with make_gateway_client(sandbox) as gw_a, make_gateway_client(sandbox) as gw_b:
+        a = await make_client(pool=pools[0], gateway=gw_a)
+        b = await make_client(pool=pools[1], gateway=gw_b)
+        assert a.app[keys.PAYMENTS] is not b.app[keys.PAYMENTS]
+        yield a, b
+    for p in pools:
+        await p.close()
+
+
+async def alter_trans(pool: Any, payment_id: str) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM gateway_calls WHERE payment_id = $1 AND endpoint = 'AlterTran'",
+            uuid.UUID(payment_id),
+        )
+    )
+
+
+async def test_two_services_capture_and_refund_at_once_send_one_alter_tran_each(
+    two_services: tuple[TestClient, TestClient],
+    auth: dict[str, str],
+    pool: Any,
+    gateway_client: GatewayClient,
+    sandbox: Sandbox,
+    clock: Clock,
+) -> None:
+    a, b = two_services
+    p = await succeeded_payment(a, auth, pool, gateway_client, clock, order_id="TWO-1")
+    for n, (action, done) in enumerate((("capture", "captured"), ("refund", "refunded")), 1):
+        # Three requests at each service at once (two screens, a retried request).
+        answers = await asyncio.gather(
+            *(c.post(f"{P}/{p['id']}/{action}", headers=auth) for c in (a, b) * 3)
+        )
+        statuses = sorted(r.status for r in answers)
+        assert set(statuses) <= {200, 409} and 200 in statuses, statuses
+        for r in answers:
+            doc = await r.json()
+            if r.status == 409:
+                assert doc["type"] == "urn:ivrpay:problem:settlement-in-progress"
+            else:
+                assert doc["settlement"] == done
+        # One AlterTran per action at the gateway, and each is in the gateway-call log.
+        assert sandbox.state.requests["AlterTran"] == n
+        assert await alter_trans(pool, p["id"]) == n
+    assert orders(sandbox, "TWO-1") == {"TWO-1-01": "RETURN"}
+    intents = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert [(i["action"], i["state"], i["sends"]) for i in intents] == [
+        ("capture", "done", 1),
+        ("refund", "done", 1),
+    ]
+    final = await (await b.get(f"{P}/{p['id']}", headers=auth)).json()
+    assert final["settlement"] == "refunded"
+
+
+async def _lost_capture(
+    make_client: MakeClient,
+    auth: dict[str, str],
+    pool: Any,
+    gateway_client: GatewayClient,
+    sandbox: Sandbox,
+    clock: Clock,
+    order_id: str,
+    alter_fault: str = "drop_answer",
+) -> tuple[TestClient, dict[str, Any]]:
+    """A capture whose AlterTran answer is lost and whose look-up right after fails too: 504,
+    the intent ``unknown``, the payment still ``authorized``."""
+    hooked = HookedGateway(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, timeout_s=1.0)
+    hooked.after_alter = lambda: sandbox.add_fault("SearchTrade", "http500", 1)
+    svc = await make_client(gateway=hooked)
+    p = await succeeded_payment(svc, auth, pool, gateway_client, clock, order_id=order_id)
+    sandbox.add_fault("AlterTran", alter_fault, 1)
+    r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
+    assert r.status == 504, await r.text()
+    assert (await r.json())["type"] == "urn:ivrpay:problem:gateway-outcome-unknown"
+    hooked.after_alter = None
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert (intent["state"], intent["sends"]) == ("unknown", 1)
+    assert (await store.get_payment(pool, p["id"]))["settlement"] == "authorized"  # type: ignore[index]
+    # Nothing else is sent for this payment while that answer is unknown.
+    r = await svc.post(f"{P}/{p['id']}/void", headers=auth)
+    assert r.status == 409
+    assert (await r.json())["type"] == "urn:ivrpay:problem:settlement-in-progress"
+    return svc, p
+
+
+async def test_a_lost_answer_is_settled_by_search_trade_on_the_retried_request(
+    make_client: MakeClient,
+    auth: dict[str, str],
+    pool: Any,
+    gateway_client: GatewayClient,
+    sandbox: Sandbox,
+    clock: Clock,
+) -> None:
+    svc, p = await _lost_capture(make_client, auth, pool, gateway_client, sandbox, clock, "LOST-1")
+    assert orders(sandbox, "LOST-1") == {"LOST-1-01": "SALES"}  # it did go through
+    r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
+    assert r.status == 200 and (await r.json())["settlement"] == "captured"
+    assert sandbox.state.requests["AlterTran"] == 1  # looked up, not sent again
+    assert await alter_trans(pool, p["id"]) == 1
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert intent["state"] == "done"
+
+
+async def test_a_lost_answer_is_settled_by_the_background_checker(
+    make_client: MakeClient,
+    auth: dict[str, str],
+    pool: Any,
+    gateway_client: GatewayClient,
+    sandbox: Sandbox,
+    clock: Clock,
+) -> None:
+    svc, p = await _lost_capture(make_client, auth, pool, gateway_client, sandbox, clock, "LOST-2")
+    process = svc.app[keys.PAYMENTS]
+    checker = SettlementChecker(pool, process.check_settlement, interval_s=1, lease_s=60)
+    assert await checker.run_once(clock()) == 0  # not due yet: the back-off
+    assert await checker.run_once(clock.advance(3600)) == 1
+    snap = await store.get_payment(pool, p["id"])
+    assert snap is not None and snap["settlement"] == "captured"
+    assert sandbox.state.requests["AlterTran"] == 1
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert intent["state"] == "done"
+    assert await checker.run_once(clock.advance(3600)) == 0
+
+
+async def test_an_alter_tran_never_processed_is_found_not_done_then_sent_again(
+    make_client: MakeClient,
+    auth: dict[str, str],
+    pool: Any,
+    gateway_client: GatewayClient,
+    sandbox: Sandbox,
+    clock: Clock,
+) -> None:
+    """An unreadable answer (HTTP 500: not processed) is unknown to us; the checker trusts the
+    unchanged order only after IVRPAY_RECONCILE_AFTER_S, then a retried request sends again."""
+    svc, p = await _lost_capture(
+        make_client, auth, pool, gateway_client, sandbox, clock, "LOST-3", alter_fault="http500"
+    )
+    assert orders(sandbox, "LOST-3") == {"LOST-3-01": "AUTH"}
+    process = svc.app[keys.PAYMENTS]
+    checker = SettlementChecker(pool, process.check_settlement, interval_s=1, lease_s=60)
+    first_look = process.settings.reconcile_backoff_s[0]
+    assert first_look < process.settings.reconcile_after_s
+    assert await checker.run_once(clock.advance(first_look)) == 1
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert intent["state"] == "unknown"  # a fresh send may still be on its way
+    assert await checker.run_once(clock.advance(process.settings.reconcile_after_s)) == 1
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert intent["state"] == "open"
+    r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
+    assert r.status == 200 and (await r.json())["settlement"] == "captured"
+    assert sandbox.state.requests["AlterTran"] == 2 and await alter_trans(pool, p["id"]) == 2
+    assert orders(sandbox, "LOST-3") == {"LOST-3-01": "SALES"}

@@ -18,6 +18,7 @@ from tests.support.gateway import (
     LOST_ANSWER_CARD,
     SHOP_ID,
     SHOP_PASS,
+    alter,
     charge,
     make_card,
     make_gateway_client,
@@ -127,7 +128,7 @@ async def test_reconcile_flags_a_voided_order_for_review(
     gateway_client: GatewayClient, sandbox: Sandbox
 ) -> None:
     assert (await charge(gateway_client, "VREV-01", make_card("4111111111111111"), amount=9)).ok
-    assert (await gateway_client.void("VREV-01")).ok
+    assert (await alter(gateway_client, "VREV-01", "void")).ok
     rec = await gateway_client.reconcile("VREV-01", sent_at=gateway_client._clock())
     assert rec.state == "unknown" and "review" in rec.reason
 

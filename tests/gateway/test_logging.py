@@ -15,6 +15,7 @@ from ivrpay.sandbox import FAULT_KINDS, Sandbox
 from tests.support.gateway import (
     TEST_CARD_NUMBERS,
     LogCapture,
+    alter,
     charge,
     charge_and_register,
     find_card_numbers,
@@ -52,7 +53,7 @@ async def test_every_card_and_fault_logs_no_card_data(
             registered = await client.register(f"logr{i}", make_card(number, code=None))
             results += [charged, charged2, stored, registered]
             if charged.ok:
-                results += [await client.capture(f"LOG{i}-01", 100)]
+                results += [await alter(client, f"LOG{i}-01", "capture", 100)]
                 results += [await client.search_card(f"logm{i}")]
         for n, kind in enumerate(FAULT_KINDS):
             sandbox.add_fault("*", kind, 1)

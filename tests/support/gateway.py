@@ -12,12 +12,14 @@
 - ``charge(client, order_id, card, ...)`` / ``charge_stored`` / ``charge_and_register``: the
   gateway steps in the order the payment process sends them (open_transaction, ExecTran,
   settle_exec, TradedCard): the client has no composites, so tests run the production steps.
+- ``alter(client, order_id, action)``: SearchTrade and the AlterTran it calls for.
 - ``card_safe_logs``: captures every log line (before and after the masker) at debug level and
   fails the test if any test card number was logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import re
@@ -32,6 +34,7 @@ from ivrpay import logging as ivrpay_logging
 from ivrpay.card.holder import CardData
 from ivrpay.gateway import GatewayClient, Outcome
 from ivrpay.gateway.client import JobCd
+from ivrpay.gateway.recovery import AlterAction
 from ivrpay.sandbox import Sandbox, start_sandbox
 
 TEST_TIMEOUT_S = 1.0
@@ -146,6 +149,25 @@ async def charge_and_register(
     if not charged.ok:
         return charged, None
     return charged, await client.store_traded_card(order_id, member_id)
+
+
+async def alter(
+    client: GatewayClient, order_id: str, action: AlterAction, amount: int | None = None
+) -> Outcome:
+    """SearchTrade, then the one AlterTran ``alter_step`` names (none when done or impossible):
+    the steps the payment process sends for a capture (``amount``), void or refund."""
+    trade = await client.search_trade(order_id)
+    if not trade.ok:
+        return trade
+    step = client.alter_step(trade, action)
+    if step.kind == "done":
+        return dataclasses.replace(trade, reconciled=True)
+    if step.kind == "refuse":
+        return dataclasses.replace(trade, endpoint="AlterTran", kind="system", message=step.message)
+    assert step.job is not None and trade.access_id and trade.access_pass
+    return await client.alter_tran(
+        trade.access_id, trade.access_pass, step.job, amount, order_id=order_id
+    )
 
 
 def check_no_double_charges(sandbox: Sandbox) -> None:
