@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from ivrpay.config import Settings
+from ivrpay.store import counting
 from ivrpay.store._core import dumps
 from ivrpay.store.migrations import migrate as run_migrations
 
@@ -63,6 +64,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
             decoder=json.loads,
             schema="pg_catalog",
         )
+    counting.attach(conn)
 
 
 async def create_pool(
