@@ -23,7 +23,7 @@ from ivrpay.card.holder import CardData
 from ivrpay.config import Settings
 from ivrpay.gateway.results import Outcome
 from ivrpay.payments import background, settle
-from ivrpay.payments.journal import log_gateway_call
+from ivrpay.payments.journal import gateway_call_fields, log_gateway_call
 from ivrpay.payments.rules import (
     Decision,
     Next,
@@ -172,6 +172,12 @@ class PaymentProcess:
             self.pool, outcome, payment_id=payment_id, order_id=order_id, clock=self.clock
         )
 
+    def call_log(self, outcome: Outcome, payment_id: Any, order_id: str | None) -> dict[str, Any]:
+        """The log row of a gateway answer, to be written with the change it leads to."""
+        return gateway_call_fields(
+            outcome, payment_id=payment_id, order_id=order_id, clock=self.clock
+        )
+
     async def write_durably(
         self, write: Callable[[], Awaitable[_T]], *, within_s: float
     ) -> tuple[bool, _T | None]:
@@ -264,6 +270,10 @@ class CallPayment:
         was recorded meanwhile."""
         if self.token is None:
             return
+        stored = self.payment.get("progress") or {}
+        known = stored.get("attempts") or {}
+        if step == stored.get("step") and all(known.get(k) == v for k, v in attempts.items()):
+            return  # already written: the claim writes "amount"
         snap = await store.record_progress(
             self.process.pool,
             self.payment["id"],
@@ -342,30 +352,27 @@ class CallPayment:
         register = self.operation is Operation.REGISTER
         try:
             entry = None
+            kept: dict[str, str] | None = None
+            logged: dict[str, Any] | None = None
             if not register:
                 amount = None if pay["job"] == "CHECK" else pay["amount"]
                 entry = await gw.open_transaction(order_id, pay["job"], amount, pay["tax"] or None)
-                await p.log_call(entry, pay["id"], order_id)
                 if not entry.ok:
+                    await p.log_call(entry, pay["id"], order_id)
                     # ExecTran was never sent: nothing can have been charged.
                     card.wipe()
                     return await self._system_error(entry)
-                await store.record_entry(
-                    p.pool,
-                    pay["id"],
-                    self.token,
-                    order_id=order_id,
-                    access_id=entry.access_id,
-                    access_pass=entry.access_pass,
-                    now=self.clock(),
-                )
-            await self._to_processing(order_id)
+                # The AccessID/AccessPass and the log row go with the move to processing.
+                kept = {"access_id": entry.access_id or "", "access_pass": entry.access_pass or ""}
+                logged = p.call_log(entry, pay["id"], order_id)
+            await self._to_processing(order_id, kept, logged)
         except BaseException:
             card.wipe()
             raise
         # From here ExecTran (SaveCard) may have been sent: any fault is an unknown outcome.
         try:
             registration: Outcome | None = None
+            exec_log: dict[str, Any] | None = None  # written with the answer
             if entry is None:
                 outcome = registration = await gw.register(pay["member_id"], card)
             else:
@@ -377,7 +384,7 @@ class CallPayment:
                     method=int(pay["method"] or 1),
                     pay_times=pay["pay_times"],
                 )
-                await p.log_call(executed, pay["id"], order_id)
+                exec_log = p.call_log(executed, pay["id"], order_id)
                 outcome = await gw.settle_exec(executed)
             stored = {"brand": card.brand, "last4": card.last4 or outcome.card_last4}
             decision = decide(outcome, attempts, fields, max_attempts=p.settings.attempts)
@@ -385,20 +392,30 @@ class CallPayment:
             if outcome.ok and self.operation is Operation.CHARGE_AND_REGISTER:
                 registration = await gw.store_traded_card(order_id, pay["member_id"])
             if registration is not None:
+                if exec_log is not None:  # the log keeps the order of the requests
+                    await store.record_gateway_call(p.pool, **exec_log)
+                    exec_log = None
                 await p.log_call(registration, pay["id"], order_id)
-            return await self._record(order_id, outcome, decision, stored, registration)
+            return await self._record(order_id, outcome, decision, stored, registration, exec_log)
         except Exception as exc:
             card.wipe()
             self.log.error("payment.fault_after_send", error=type(exc).__name__, exc_info=True)
             return unknown_decision("a fault after the gateway was asked")
 
-    async def _to_processing(self, order_id: str) -> None:
+    async def _to_processing(
+        self,
+        order_id: str,
+        entry: dict[str, str] | None = None,
+        logged: dict[str, Any] | None = None,
+    ) -> None:
         self.payment = await store.move_to_processing(
             self.process.pool,
             self.payment["id"],
             self.token,
             order_id=order_id,
             now=self.clock(),
+            entry=entry,
+            gateway_call=logged,
         )
 
     async def _record(
@@ -408,8 +425,10 @@ class CallPayment:
         decision: Decision,
         card: dict[str, Any],
         registration: Outcome | None,
+        logged: dict[str, Any] | None = None,
     ) -> Decision:
-        """Write the gateway's answer to the payment (``card``: brand and last 4 only)."""
+        """Write the gateway's answer to the payment (``card``: brand and last 4 only), and
+        ``logged``, the answer's log row."""
         p = self.process
         reg = None
         if registration is not None and self.operation is not Operation.CHARGE:
@@ -432,6 +451,7 @@ class CallPayment:
                 result=result,
                 card=card if card["last4"] else None,
                 registration=reg,
+                gateway_call=logged,
             )
 
         # Within the lease: the renewer renews it every lease_s / 3 while the database answers.

@@ -92,11 +92,13 @@ Payments, call side (``ivrpay.store.calls``) — token = the claim's lease token
                                     TooManyAttempts (payment failed: too_many_attempts);
                                     TakenBack (unchanged) once taken back
     record_entry(db, payment_id, token, *, order_id, access_id, access_pass, now) -> None
-    move_to_processing(db, payment_id, token, *, order_id, now) -> dict
-                                    in_call -> processing; PaymentCanceled if cancel requested;
-                                    TakenBack (unchanged) once taken back
+    move_to_processing(db, payment_id, token, *, order_id, now, entry=None, gateway_call=None)
+        -> dict                     in_call -> processing; PaymentCanceled if cancel requested;
+                                    TakenBack (unchanged) once taken back; entry {access_id,
+                                    access_pass} kept first (record_entry); gateway_call: a
+                                    record_gateway_call row written with it
     record_gateway_result(db, payment_id, token, *, order_id, status, now, error=None,
-        result=None, card=None, registration=None) -> dict
+        result=None, card=None, registration=None, gateway_call=None) -> dict
                                     processing -> status: "succeeded" (result, card {brand,
                                     last4}) | "in_call" (input error / decline, caller may retry)
                                     | "failed" | "unknown"; error {code, category, message};
@@ -171,6 +173,11 @@ Webhooks (``ivrpay.store.webhooks``)
                                     delivered_at, history [{attempted_at, status_code, error,
                                     duration_ms}]}
     count_webhook_backlog(db) -> int                      deliveries still pending (metrics)
+
+Counting (``ivrpay.store.counting``) — the benchmark and the test that pins a call's cost
+    install() / uninstall()         connections opened afterwards report their queries
+    QueryCounter()                  .scope() context manager; .statements (round trips),
+                                    .transactions (commits), .texts (per query text), .report()
 
 Live progress (``ivrpay.store.notify``)
     PaymentListener(url)            one LISTEN connection per process, fanned out to queues

@@ -13,7 +13,7 @@ import uuid
 import zoneinfo
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ NOTIFY_CHANNEL = "ivrpay_payment"
 # The columns of a claim, cleared when the call is over.
 LEASE_CLEARED = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 _JST = zoneinfo.ZoneInfo("Asia/Tokyo")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
 
 
@@ -290,10 +291,10 @@ async def get_snapshot(conn: asyncpg.Connection, payment_id: Any) -> dict[str, A
     pid = parse_id(payment_id)
     if pid is None:
         return None
-    row = await conn.fetchrow("SELECT * FROM payments WHERE id = $1", pid)
-    if row is None:
-        return None
-    return (await snapshots(conn, [row]))[0]
+    row = await conn.fetchrow(
+        f"SELECT p.*, ex.* FROM payments p{with_executions()} WHERE p.id = $1", pid
+    )
+    return None if row is None else row_snapshot(row)
 
 
 # -- the change primitive ---------------------------------------------------------------------
@@ -316,6 +317,57 @@ class _Args:
         return f"${len(self.values)}"
 
 
+# The snapshot's executions in the same statement as the payment row (alias ``p``): one round
+# trip, not two. As text arrays, the one array type asyncpg decodes without a type introspection
+# per connection (started_at as microseconds since the epoch: exact, whatever the TimeZone).
+EXECUTION_ROWS = (
+    "SELECT n, order_id, started_at, outcome, error FROM executions WHERE payment_id = p.id"
+)
+
+
+def with_executions(rows: str = EXECUTION_ROWS) -> str:
+    """``CROSS JOIN LATERAL`` of the snapshot's executions of ``p`` (``rows``: their source)."""
+    values = {
+        "order_id": "x.order_id",
+        "started_at": "(extract(epoch FROM x.started_at) * 1000000)::bigint::text",
+        "outcome": "x.outcome",
+        "error": "x.error::text",
+    }
+    cols = ", ".join(f"array_agg({v} ORDER BY x.n) AS _ex_{c}" for c, v in values.items())
+    return f" CROSS JOIN LATERAL (SELECT {cols} FROM ({rows}) x) ex"
+
+
+def row_executions(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The executions of a row read :func:`with_executions`, as the snapshot lists them."""
+    if row["_ex_order_id"] is None:  # array_agg of no rows
+        return []
+    return [
+        {
+            "order_id": order_id,
+            "started_at": _EPOCH + timedelta(microseconds=int(started_at)),
+            "outcome": outcome,
+            "error": None if error is None else json.loads(error),
+        }
+        for order_id, started_at, outcome, error in zip(
+            row["_ex_order_id"],
+            row["_ex_started_at"],
+            row["_ex_outcome"],
+            row["_ex_error"],
+            strict=True,
+        )
+    ]
+
+
+def row_snapshot(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot of a row read :func:`with_executions`."""
+    return snapshot(row, row_executions(row))
+
+
+# (kind, data, step): a payment event; data may be SQL (:class:`Raw`) over the updated row ``p``;
+# step None is the row's progress step after the change.
+Event = tuple[str, "Mapping[str, Any] | Raw | None", str | None]
+
+
 async def change(
     conn: asyncpg.Connection,
     payment_id: uuid.UUID,
@@ -329,13 +381,55 @@ async def change(
     where: Fragment | str | None = None,
     data: Mapping[str, Any] | None = None,
     webhook_type: str | None = None,
+    also: Sequence[Fragment] = (),
+    executions: Fragment | None = None,
+    events: Sequence[Event] | None = None,
 ) -> dict[str, Any] | None:
-    """Update one payment if it matches; then event + NOTIFY (+ webhook). ``None``: no match.
+    """Update one payment if it matches; with it its event(s) and NOTIFY, in one statement (and
+    the webhook outbox row in the same transaction). ``None``: no match, nothing written.
 
-    ``conn`` must be inside a transaction. ``sets`` values are bound, or SQL (:class:`Raw`, or a
-    :data:`Fragment` for SQL with bound values); ``where`` is an extra condition. A status
-    change is allowed only from :func:`sources_of` ``to_status``.
+    ``sets`` values are bound, or SQL (:class:`Raw`, or a :data:`Fragment` for SQL with bound
+    values); ``where`` is an extra condition. A status change is allowed only from
+    :func:`sources_of` ``to_status``. ``also``: more data-modifying statements run with the update
+    (SQL that reads the updated row as ``p``; it runs whether or not the payment matched, so it
+    must select from ``p`` when it depends on the change). ``executions``: the rows of
+    the snapshot's executions (as :data:`EXECUTION_ROWS`) when ``also`` changes them (a
+    statement does not see its own writes).
+    ``events``: several events for one change (the sequence moves by one per event).
+
+    Outside a transaction ``conn`` commits the change on its own; a change that may owe a webhook
+    opens one, so that its outbox row commits with it.
     """
+    if webhook_type is None and to_status is not None:
+        webhook_type = WEBHOOK_TYPES.get(to_status)
+    if webhook_type is not None and not conn.is_in_transaction():
+        async with conn.transaction():
+            return await _change(
+                conn, payment_id, now, kind, to_status, from_statuses, sets, token, where,
+                data, webhook_type, also, executions, events,
+            )  # fmt: skip
+    return await _change(
+        conn, payment_id, now, kind, to_status, from_statuses, sets, token, where, data,
+        webhook_type, also, executions, events,
+    )  # fmt: skip
+
+
+async def _change(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    now: datetime,
+    kind: str,
+    to_status: str | None,
+    from_statuses: Sequence[str] | None,
+    sets: Mapping[str, Any] | None,
+    token: uuid.UUID | None,
+    where: Fragment | str | None,
+    data: Mapping[str, Any] | None,
+    webhook_type: str | None,
+    also: Sequence[Fragment],
+    executions: Fragment | None,
+    events: Sequence[Event] | None,
+) -> dict[str, Any] | None:
     a = _Args()
     assignments = []
     for col, value in (sets or {}).items():
@@ -351,7 +445,8 @@ async def change(
     assignments.append(
         f"updated_at = GREATEST({a(now)}::timestamptz, updated_at + interval '1 microsecond')"
     )
-    assignments.append("seq = seq + 1")
+    evs: Sequence[Event] = events or [(kind, data, None)]
+    assignments.append(f"seq = seq + {len(evs)}")
     conditions = [f"id = {a(payment_id)}"]
     if to_status is not None:
         sources = set(sources_of(to_status))
@@ -364,29 +459,37 @@ async def change(
         conditions.append(f"lease_token = {a(token)} AND call_ended_at IS NULL")
     if where:
         conditions.append(f"({where(a) if callable(where) else where})")
+    ctes = [
+        f"p AS (UPDATE payments SET {', '.join(assignments)} "
+        f"WHERE {' AND '.join(conditions)} RETURNING *)"
+    ]
+    ctes += [f"a{i} AS ({frag(a)})" for i, frag in enumerate(also)]
+    rows = " UNION ALL ".join(
+        f"SELECT p.id, p.seq - {len(evs) - 1 - i}, {a(now)}::timestamptz, {a(k)}::text, p.status,"
+        f" coalesce({a(step)}::text, p.progress_step),"
+        f" {d if isinstance(d, Raw) else a(dict(d or {}))}::jsonb FROM p"
+        for i, (k, d, step) in enumerate(evs)
+    )
+    ctes.append(
+        "ev AS (INSERT INTO payment_events (payment_id, seq, created_at, kind, status, step, data) "
+        f"{rows})"
+    )
+    webhook = (
+        ", EXISTS (SELECT 1 FROM api_clients c WHERE c.id = p.client_id"
+        " AND c.webhook_url IS NOT NULL AND c.enabled) AS _webhook"
+        if webhook_type is not None
+        else ""
+    )
     row = await conn.fetchrow(
-        f"UPDATE payments SET {', '.join(assignments)} WHERE {' AND '.join(conditions)} "
-        "RETURNING *",
+        f"WITH {', '.join(ctes)} SELECT p.*, ex.*, "
+        f"pg_notify({a(NOTIFY_CHANNEL)}, p.id::text || ':' || p.seq::text) AS _notified{webhook} "
+        f"FROM p{with_executions(executions(a)) if executions else with_executions()}",
         *a.values,
     )
     if row is None:
         return None
-    await conn.execute(
-        """INSERT INTO payment_events (payment_id, seq, created_at, kind, status, step, data)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        payment_id,
-        row["seq"],
-        now,
-        kind,
-        row["status"],
-        row["progress_step"],
-        dict(data or {}),
-    )
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{payment_id}:{row['seq']}")
-    snap = (await snapshots(conn, [row]))[0]
-    if webhook_type is None and to_status is not None:
-        webhook_type = WEBHOOK_TYPES.get(to_status)
-    if webhook_type is not None:
+    snap = row_snapshot(row)
+    if webhook_type is not None and row["_webhook"]:
         await enqueue_webhook(conn, row["client_id"], snap, webhook_type, row["seq"], now)
     return snap
 

@@ -16,8 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from ivrpay.store._core import (
+    EXECUTION_ROWS,
     LEASE_CLEARED,
     Db,
+    Fragment,
+    Raw,
     _Args,
     aware,
     card_fields,
@@ -34,9 +37,11 @@ from ivrpay.store._core import (
     payment_pk,
     registration_sets,
     registration_value,
+    row_snapshot,
     seconds,
     snapshots,
     transaction,
+    with_executions,
 )
 from ivrpay.store.errors import (
     Conflict,
@@ -46,7 +51,7 @@ from ivrpay.store.errors import (
     TakenBack,
     TooManyAttempts,
 )
-from ivrpay.store.payments import succeeded_sets
+from ivrpay.store.payments import SETTLEMENT_SQL, succeeded_sets
 from ivrpay.store.states import CLAIMABLE_STATUSES, STEPS, device_of
 
 
@@ -74,12 +79,12 @@ async def find_by_code(db: Db, code: str, *, now: datetime) -> dict[str, Any] | 
         return None
     async with connection(db) as conn:
         row = await conn.fetchrow(
-            """SELECT p.* FROM payment_codes c JOIN payments p ON p.id = c.payment_id
-               WHERE c.code = $1 AND c.reserved_until > $2""",
+            f"""SELECT p.*, ex.* FROM payment_codes c JOIN payments p ON p.id = c.payment_id
+                {with_executions()} WHERE c.code = $1 AND c.reserved_until > $2""",
             code,
             now,
         )
-        return None if row is None else (await snapshots(conn, [row]))[0]
+        return None if row is None else row_snapshot(row)
 
 
 async def find_pending_by_device(
@@ -129,7 +134,8 @@ async def claim_payment(
             )
         return cond
 
-    async with transaction(db) as conn:
+    # One statement (update, event, notify): it commits on its own.
+    async with connection(db) as conn:
         snap = await change(
             conn,
             pid,
@@ -233,7 +239,7 @@ async def record_progress(
         value = _attempts_value(attempts)
         sets["progress_attempts"] = lambda a: f"progress_attempts || {a(value)}::jsonb"
     data = {"step": step, "attempts": dict(attempts or {})}
-    async with transaction(db) as conn:
+    async with connection(db) as conn:  # one statement
         return await change_or_explain(
             conn, pid, now=now, kind="progress", sets=sets, token=tok, data=data
         )
@@ -256,6 +262,67 @@ async def _cancel_now(conn: Any, pid: uuid.UUID, tok: uuid.UUID, now: datetime) 
     return snap
 
 
+_NEXT_N = "(SELECT coalesce(max(n), 0) FROM executions WHERE payment_id = payments.id) + 1"
+
+
+async def _start_at_once(
+    conn: Any,
+    pid: uuid.UUID,
+    tok: uuid.UUID,
+    now: datetime,
+    limit: int,
+    max_per_call: int,
+) -> str | None:
+    """The next attempt in one statement when nothing stands in its way (else None, no write)."""
+
+    def where(a: _Args) -> str:
+        return (
+            f"taken_back IS NULL AND NOT cancel_requested AND call_executions < {a(max_per_call)}"
+            f" AND {_NEXT_N} <= {a(limit)}"
+        )
+
+    def insert(a: _Args) -> str:
+        return (
+            "INSERT INTO executions (payment_id, n, order_id, started_at, call_uniqueid) "
+            f"SELECT p.id, right(p.current_order_id, 2)::smallint, p.current_order_id, "
+            f"{a(now)}::timestamptz, p.call_uniqueid FROM p "
+            "RETURNING n, order_id, started_at, outcome, error"
+        )
+
+    sets: dict[str, Any] = {
+        "call_executions": Raw("call_executions + 1"),
+        "current_order_id": Raw(f"order_id || '-' || lpad(({_NEXT_N})::text, 2, '0')"),
+    }
+    snap = await change(
+        conn,
+        pid,
+        now=now,
+        kind="execution_started",
+        from_statuses=["in_call"],
+        token=tok,
+        where=where,
+        sets=sets,
+        also=[insert],
+        executions=lambda a: f"{EXECUTION_ROWS} UNION ALL SELECT * FROM a0",
+        events=[
+            ("execution_started", Raw("jsonb_build_object('order_id', p.current_order_id)"), None)
+        ],
+    )
+    return None if snap is None else str(snap["executions"][-1]["order_id"])
+
+
+def _gateway_call_insert(call: Mapping[str, Any]) -> Fragment:
+    """The gateway-call log row (:func:`record_gateway_call`'s fields) as a statement of a
+    change: it is written whether or not the change matched."""
+    values = _gateway_call_values(**call)
+
+    def insert(a: _Args) -> str:
+        binds = ", ".join(a(v) for v in values)
+        return f"INSERT INTO gateway_calls ({_GATEWAY_CALL_COLUMNS}) VALUES ({binds})"
+
+    return insert
+
+
 async def start_execution(
     db: Db,
     payment_id: Any,
@@ -273,6 +340,13 @@ async def start_execution(
     """
     aware(now)
     pid, tok = payment_pk(payment_id), _token(token)
+    limit = min(max_per_payment, 99)
+    async with connection(db) as conn:
+        # The usual case in one statement; anything else (a limit, a cancel, a take-back, a lost
+        # lease) is sorted out below, where nothing was written.
+        started = await _start_at_once(conn, pid, tok, now, limit, max_per_call)
+    if started is not None:
+        return started
     failure: Exception | None = None
     order_id = ""
     async with transaction(db) as conn:
@@ -300,7 +374,7 @@ async def start_execution(
                             "code": "too_many_attempts",
                             "category": "declined",
                             "message": "the gateway execution limit was reached",
-                        }
+                        },
                     },
                 )
                 assert snap is not None
@@ -364,12 +438,74 @@ async def record_entry(
 
 
 async def move_to_processing(
-    db: Db, payment_id: Any, token: Any, *, order_id: str, now: datetime
+    db: Db,
+    payment_id: Any,
+    token: Any,
+    *,
+    order_id: str,
+    now: datetime,
+    entry: Mapping[str, str] | None = None,
+    gateway_call: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """in_call → processing: from here ExecTran may be sent. PaymentCanceled if cancel requested;
-    TakenBack (nothing changed) once the operator took the caller back."""
+    TakenBack (nothing changed) once the operator took the caller back.
+
+    ``entry`` ``{access_id, access_pass}``: EntryTran's answer, kept first as
+    :func:`record_entry` does; ``gateway_call``: its log row (:func:`record_gateway_call`'s
+    fields), written in any case. The usual case is one statement.
+    """
     aware(now)
     pid, tok = payment_pk(payment_id), _token(token)
+
+    def mark_sent(a: _Args) -> str:
+        kept = ""
+        if entry is not None:
+            kept = (
+                f", access_id = {a(entry['access_id'])}, access_pass = {a(entry['access_pass'])},"
+                f" entered_at = {a(now)}"
+            )
+        return (
+            f"UPDATE executions SET sent_at = {a(now)}{kept}"
+            f" WHERE payment_id = (SELECT id FROM p) AND order_id = {a(order_id)}"
+        )
+
+    def open_attempt(a: _Args) -> str:
+        return (
+            "taken_back IS NULL AND NOT cancel_requested AND EXISTS (SELECT 1 FROM executions e"
+            f" WHERE e.payment_id = payments.id AND e.order_id = {a(order_id)}"
+            " AND e.outcome IS NULL)"
+        )
+
+    also = [mark_sent]
+    if gateway_call is not None:
+        also.append(_gateway_call_insert(gateway_call))
+    async with connection(db) as conn:
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="processing",
+            to_status="processing",
+            from_statuses=["in_call"],
+            token=tok,
+            where=open_attempt,
+            sets={"progress_step": "processing", "current_order_id": order_id},
+            data={"order_id": order_id},
+            also=also,
+        )
+    if snap is not None:
+        return snap
+    # Something stands in the way (a cancel, a take-back, a lost lease): the checks one by one.
+    if entry is not None:
+        await record_entry(
+            db,
+            pid,
+            tok,
+            order_id=order_id,
+            access_id=entry["access_id"],
+            access_pass=entry["access_pass"],
+            now=now,
+        )
     canceled: dict[str, Any] | None = None
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
@@ -409,7 +545,7 @@ _RESULT_STATUSES = ("succeeded", "in_call", "failed", "unknown")
 
 def _outcome_sets(
     status: str,
-    row: Mapping[str, Any],
+    row: Mapping[str, Any] | Raw,
     now: datetime,
     error: Mapping[str, Any] | None,
     result: Mapping[str, Any] | None,
@@ -443,8 +579,11 @@ async def record_gateway_result(
     result: Mapping[str, Any] | None = None,
     card: Mapping[str, Any] | None = None,
     registration: Mapping[str, Any] | None = None,
+    gateway_call: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The gateway's answer to this attempt: processing → succeeded | in_call | failed | unknown."""
+    """The gateway's answer to this attempt: processing → succeeded | in_call | failed | unknown.
+    ``gateway_call``: the answer's log row (:func:`record_gateway_call`'s fields), written in any
+    case. The usual case is one statement (in a transaction when a webhook row may follow)."""
     aware(now)
     if status not in _RESULT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(_RESULT_STATUSES)}")
@@ -452,6 +591,46 @@ async def record_gateway_result(
         if status != "succeeded":
             raise ValueError("only a succeeded payment has a registration to retry")
     pid, tok = payment_pk(payment_id), _token(token)
+    sets, err = _outcome_sets(status, SETTLEMENT_SQL, now, error, result, card)
+    if registration is not None:
+        sets.update(registration_sets(registration_value(registration), now))
+    sets["progress_step"] = "result"
+    outcome = "succeeded" if err is None else err["category"]
+
+    def finish(a: _Args) -> str:
+        return (
+            f"UPDATE executions SET outcome = {a(outcome)}, error = {a(err)}::jsonb,"
+            f" finished_at = {a(now)} WHERE payment_id = (SELECT id FROM p)"
+            f" AND order_id = {a(order_id)}"
+        )
+
+    def executions(a: _Args) -> str:
+        mine = f"order_id = {a(order_id)}"
+        return (
+            f"SELECT n, order_id, started_at, CASE WHEN {mine} THEN {a(outcome)} ELSE outcome END"
+            f" AS outcome, CASE WHEN {mine} THEN {a(err)}::jsonb ELSE error END AS error"
+            " FROM executions WHERE payment_id = p.id"
+        )
+
+    also = [finish]
+    if gateway_call is not None:
+        also.append(_gateway_call_insert(gateway_call))
+    async with connection(db) as conn:
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="gateway_result",
+            to_status=status,
+            from_statuses=["processing"],
+            token=tok,
+            sets=sets,
+            data={"order_id": order_id, "outcome": outcome, "error": err},
+            also=also,
+            executions=executions,
+        )
+    if snap is not None:
+        return snap
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
         if row["status"] != "processing":
@@ -476,6 +655,7 @@ async def record_gateway_result(
 
 
 _CALL_END_STATUSES = ("abandoned", "failed", "canceled")
+_PAST_THE_CALL = "status NOT IN ('in_call', 'processing')"
 
 
 async def end_call(
@@ -500,12 +680,20 @@ async def end_call(
     if status is not None and status not in (*_CALL_END_STATUSES, "succeeded", "unknown"):
         raise ValueError(f"a call cannot end a payment {status}")
     pid, tok = payment_pk(payment_id), _token(token)
+    sets: dict[str, Any] = {"call_ended_at": now, **LEASE_CLEARED}
+    if step is not None:
+        sets["progress_step"] = step
+    async with connection(db) as conn:
+        # Already past the call (succeeded, failed, unknown, canceled): only the claim to release,
+        # in one statement.
+        snap = await change(
+            conn, pid, now=now, kind="call_ended", token=tok, sets=sets, where=_PAST_THE_CALL
+        )
+    if snap is not None:
+        return snap
     async with transaction(db) as conn:
         row = await _held(conn, pid, tok)
         current = row["status"]
-        sets: dict[str, Any] = {"call_ended_at": now, **LEASE_CLEARED}
-        if step is not None:
-            sets["progress_step"] = step
         if current == "in_call":
             target = status or "abandoned"
             if target not in _CALL_END_STATUSES:
@@ -546,6 +734,40 @@ async def mark_needs_review(
         )
 
 
+_GATEWAY_CALL_COLUMNS = (
+    "payment_id, order_id, endpoint, started_at, duration_ms, http_status, err_code, err_info,"
+    " outcome, error"
+)
+
+
+def _gateway_call_values(
+    *,
+    endpoint: str,
+    started_at: datetime,
+    duration_ms: int,
+    payment_id: Any = None,
+    order_id: str | None = None,
+    http_status: int | None = None,
+    err_code: str | None = None,
+    err_info: str | None = None,
+    outcome: str | None = None,
+    error: str | None = None,
+) -> list[Any]:
+    aware(started_at, "started_at")
+    return [
+        parse_id(payment_id) if payment_id is not None else None,
+        mask(order_id, 40),
+        mask(endpoint, 60),
+        started_at,
+        int(duration_ms),
+        http_status,
+        mask(err_code, 200),
+        mask(err_info, 200),
+        mask(outcome, 40),
+        mask(error),
+    ]
+
+
 async def record_gateway_call(
     db: Db,
     *,
@@ -561,22 +783,23 @@ async def record_gateway_call(
     error: str | None = None,
 ) -> None:
     """One request to the gateway (never its body): endpoint, codes, timing; text masked."""
-    aware(started_at, "started_at")
+    values = _gateway_call_values(
+        endpoint=endpoint,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        payment_id=payment_id,
+        order_id=order_id,
+        http_status=http_status,
+        err_code=err_code,
+        err_info=err_info,
+        outcome=outcome,
+        error=error,
+    )
     async with connection(db) as conn:
         await conn.execute(
-            """INSERT INTO gateway_calls (payment_id, order_id, endpoint, started_at, duration_ms,
-                   http_status, err_code, err_info, outcome, error)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-            parse_id(payment_id) if payment_id is not None else None,
-            mask(order_id, 40),
-            mask(endpoint, 60),
-            started_at,
-            int(duration_ms),
-            http_status,
-            mask(err_code, 200),
-            mask(err_info, 200),
-            mask(outcome, 40),
-            mask(error),
+            f"INSERT INTO gateway_calls ({_GATEWAY_CALL_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            *values,
         )
 
 

@@ -67,12 +67,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     counting.attach(conn)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to undo. Pool connections never LISTEN (the listener
+    has its own connection), SET, DECLARE a cursor or take an advisory lock, and asyncpg rolls
+    back a transaction left open before calling this; the default reset (``RESET ALL``, ``UNLISTEN
+    *``, …) would cost a round trip per release."""
+
+
 async def create_pool(
     url: str, *, min_size: int = 2, max_size: int = 20, **kwargs: Any
 ) -> asyncpg.Pool:
     """An asyncpg pool whose JSON/JSONB columns read and write Python objects."""
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        **kwargs,
     )
     assert pool is not None
     return pool

@@ -16,6 +16,7 @@ import asyncpg
 from ivrpay.store._core import (
     NOTIFY_CHANNEL,
     Db,
+    Raw,
     _Args,
     audit,
     aware,
@@ -62,13 +63,20 @@ def settlement_for(job: str | None, operation: str) -> str | None:
     return {"AUTH": "authorized", "CAPTURE": "captured"}.get(job or "")
 
 
-def succeeded_sets(row: Mapping[str, Any], result: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The columns of a confirmed success: the gateway's result, its settlement, no error."""
-    return {
-        **result_fields(result),
-        "settlement": settlement_for(row["job"], row["operation"]),
-        "error": None,
-    }
+# settlement_for in SQL, over the row being updated.
+SETTLEMENT_SQL = Raw(
+    "CASE WHEN operation = 'register' THEN NULL WHEN job = 'AUTH' THEN 'authorized'"
+    " WHEN job = 'CAPTURE' THEN 'captured' END"
+)
+
+
+def succeeded_sets(
+    row: Mapping[str, Any] | Raw, result: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The columns of a confirmed success: the gateway's result, its settlement, no error.
+    ``row``: the payment's row, or :data:`SETTLEMENT_SQL` to let the update decide."""
+    settlement = row if isinstance(row, Raw) else settlement_for(row["job"], row["operation"])
+    return {**result_fields(result), "settlement": settlement, "error": None}
 
 
 async def _reserve_code(
