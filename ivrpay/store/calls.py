@@ -476,7 +476,7 @@ async def move_to_processing(
             " AND e.outcome IS NULL)"
         )
 
-    also = [mark_sent]
+    also: list[Fragment] = [mark_sent]
     if gateway_call is not None:
         also.append(_gateway_call_insert(gateway_call))
     async with connection(db) as conn:
@@ -612,7 +612,7 @@ async def record_gateway_result(
             " FROM executions WHERE payment_id = p.id"
         )
 
-    also = [finish]
+    also: list[Fragment] = [finish]
     if gateway_call is not None:
         also.append(_gateway_call_insert(gateway_call))
     async with connection(db) as conn:
