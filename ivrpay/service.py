@@ -25,7 +25,7 @@ from ivrpay import store
 from ivrpay.agi.server import FastAGIServer
 from ivrpay.agichannel import channel_handler
 from ivrpay.ami import parse_ami_url
-from ivrpay.api.app import init_app, start_http
+from ivrpay.api.app import begin_draining, init_app, start_http
 from ivrpay.api.takeback import TakeBack
 from ivrpay.config import ConfigError, Settings
 from ivrpay.flow.call import FlowDeps, busy_handler, pay_handler
@@ -135,6 +135,8 @@ class Service:
 
     async def stop(self) -> None:
         """Stop taking calls, let calls in flight finish (IVRPAY_DRAIN_S), then close the rest."""
+        if self.http is not None:
+            begin_draining(self.http.app)
         if self.agi is not None:
             await self.agi.stop(self.settings.drain_s)
         if self.deps is not None and self.deps.tasks:

@@ -63,6 +63,7 @@ def init_app(
     app[keys.CLOCK] = clock or _utcnow
     app[keys.OPENAPI] = build_openapi(settings)
     app[keys.CLOSING] = asyncio.Event()
+    app[keys.DRAINING] = asyncio.Event()
     app[keys.SSE_KEEPALIVE_S] = float(sse_keepalive_s)
     app[keys.PAYMENTS] = payments_process or PaymentProcess(
         pool, gateway, settings, clock=app[keys.CLOCK]
@@ -109,6 +110,11 @@ def _own_listener(url: str) -> Callable[[web.Application], AsyncIterator[None]]:
             await listener.close()
 
     return ctx
+
+
+def begin_draining(app: web.Application) -> None:
+    """From now on /healthz answers 503 ``draining`` (the API itself keeps answering)."""
+    app[keys.DRAINING].set()
 
 
 async def _end_streams(app: web.Application) -> None:

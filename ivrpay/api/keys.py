@@ -37,6 +37,8 @@ OPENAPI = web.AppKey("ivrpay_openapi", dict)
 # Set when the application shuts down: endless responses (SSE) end at once instead of holding
 # the shutdown for its whole timeout.
 CLOSING = web.AppKey("ivrpay_closing", asyncio.Event)
+# Set on SIGTERM, before the calls in flight are drained: /healthz answers 503 "draining".
+DRAINING = web.AppKey("ivrpay_draining", asyncio.Event)
 SSE_KEEPALIVE_S = web.AppKey("ivrpay_sse_keepalive_s", float)
 # The payment process: capture, void and refund go through it (never the gateway directly).
 PAYMENTS = web.AppKey("ivrpay_payments", PaymentProcess)

@@ -344,5 +344,5 @@ class HealthChecks:
 
 @dataclass(frozen=True)
 class Health:
-    status: Annotated[str, Json(enum=["ok", "degraded", "fail"])]
+    status: Annotated[str, Json(enum=["ok", "degraded", "fail", "draining"])]
     checks: HealthChecks

@@ -398,11 +398,17 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "/healthz": {
             "get": {
                 "operationId": "health",
-                "summary": "Database, payment gateway and AMI. 503 when the database fails.",
+                "summary": (
+                    "Database, payment gateway (a real request, cached a few seconds) and AMI. "
+                    "503 when the database fails, or while draining after SIGTERM."
+                ),
                 "security": [],
                 "responses": {
                     "200": _json("Healthy or degraded.", _ref("Health")),
-                    "503": _json("The database is not reachable.", _ref("Health")),
+                    "503": _json(
+                        "The database is not reachable, or the process is draining.",
+                        _ref("Health"),
+                    ),
                 },
             }
         },

@@ -49,6 +49,8 @@ async def _optional_part(part: Any, what: str) -> dict[str, str]:
             value = check()
             if inspect.isawaitable(value):
                 value = await asyncio.wait_for(value, HEALTH_TIMEOUT_S)
+            if isinstance(value, dict):  # the part's own verdict (the gateway's probe)
+                return {str(k): str(v) for k, v in value.items()}
             ok = bool(value)
         elif hasattr(part, "connected"):
             ok = bool(part.connected)
@@ -76,14 +78,18 @@ async def healthz(request: web.Request) -> web.Response:
         _ami_part(cfg.get(keys.AMI)),
     )
     checks = {"database": database, "gateway": gateway, "ami": ami}
-    if database["status"] != "ok":
+    if cfg[keys.DRAINING].is_set():
+        # After SIGTERM: calls in flight finish, but a load balancer must send no more.
+        overall = "draining"
+    elif database["status"] != "ok":
         overall = "fail"
     elif any(c["status"] in ("fail", "down") for c in checks.values()):
         overall = "degraded"
     else:
         overall = "ok"
     return json_response(
-        {"status": overall, "checks": checks}, status=503 if overall == "fail" else 200
+        {"status": overall, "checks": checks},
+        status=503 if overall in ("fail", "draining") else 200,
     )
 
 

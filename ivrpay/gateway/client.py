@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ivrpay.gateway.endpoints import JobCd
+from ivrpay.gateway.health import GatewayProbe
 from ivrpay.gateway.recovery import (
     EXECUTED_STATUSES,
     NOT_EXECUTED_STATUSES,
@@ -61,6 +62,11 @@ class GatewayClient(GatewayRecovery):
         self._shop_id, self._shop_pass = shop_id, shop_pass
         self._site_id, self._site_pass = site_id, site_pass
         self.reconcile_after_s = reconcile_after_s
+        self.probe = GatewayProbe(self, self._shop)
+
+    async def health(self) -> dict[str, str]:
+        """The gateway checked for real, cached a few seconds (:mod:`~ivrpay.gateway.health`)."""
+        return await self.probe.health()
 
     @classmethod
     def from_settings(

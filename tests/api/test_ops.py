@@ -9,12 +9,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from ivrpay import store
-from ivrpay.api.app import api_routes, init_app
+from ivrpay.api.app import api_routes, begin_draining, init_app
 from ivrpay.api.middleware import problem_middleware
 from ivrpay.api.openapi import build_openapi
 from ivrpay.config import Settings
 from ivrpay.metrics import CALL_OUTCOMES, CALLS_IN_FLIGHT, GATEWAY_LATENCY
+from ivrpay.sandbox.server import Sandbox
 from tests.api.conftest import MakeClient, body
+from tests.support.gateway import make_gateway_client
 
 
 def test_openapi_is_valid_3_1() -> None:
@@ -80,6 +82,37 @@ async def test_healthz_degraded_and_failing(make_client: MakeClient, database_ur
     assert r.status == 503
     doc = await r.json()
     assert doc["status"] == "fail" and doc["checks"]["database"]["status"] == "fail"
+
+
+async def test_healthz_checks_the_gateway_for_real(
+    make_client: MakeClient, sandbox: Sandbox
+) -> None:
+    async with make_gateway_client(sandbox) as gateway:
+        client = await make_client(gateway=gateway)
+        r = await client.get("/healthz")
+        assert r.status == 200
+        assert (await r.json())["checks"]["gateway"] == {"status": "ok"}
+        assert sandbox.state.requests["SearchTrade"] == 1
+        # Down (here: answering HTTP 500) is said so, not "configured".
+        gateway.probe.ttl_s = 0.0
+        sandbox.add_fault("*", "http500")
+        r = await client.get("/healthz")
+        doc = await r.json()
+        assert r.status == 200 and doc["status"] == "degraded"
+        assert doc["checks"]["gateway"] == {
+            "status": "fail",
+            "detail": "unreadable answer: HTTP 500",
+        }
+
+
+async def test_healthz_says_draining_after_sigterm(make_client: MakeClient) -> None:
+    client = await make_client()
+    assert (await client.get("/healthz")).status == 200
+    begin_draining(client.server.app)
+    r = await client.get("/healthz")
+    assert r.status == 503
+    doc = await r.json()
+    assert doc["status"] == "draining" and doc["checks"]["database"] == {"status": "ok"}
 
 
 async def test_metrics(client: TestClient, auth: dict[str, str]) -> None:

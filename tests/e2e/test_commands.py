@@ -125,6 +125,9 @@ async def test_serve_finishes_the_call_in_flight_on_sigterm_then_exits(
         await waiting.reached()
         served.proc.send_signal(signal.SIGTERM)
         await served.next_event("fastagi draining")
+        # A load balancer is told at once to send no more (the call in flight goes on).
+        async with http.get(f"http://127.0.0.1:{served.http_port}/healthz") as r:
+            assert r.status == 503 and (await r.json())["status"] == "draining"
         # No new calls once draining has begun.
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", served.agi_port)
