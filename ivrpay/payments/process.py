@@ -497,20 +497,25 @@ class CallPayment:
         except (store.LeaseLost, store.InvalidTransition):
             if decision.status is PaymentStatus.UNKNOWN:
                 return  # the reconciler asks SearchTrade
-            await p.write_durably(
-                lambda: store.record_reconciliation(
-                    p.pool,
-                    pid,
-                    now=self.clock(),
-                    status="succeeded" if status is PaymentStatus.SUCCEEDED else "failed",
-                    backoff_s=p.settings.reconcile_backoff_s,
-                    horizon_s=horizon,
-                    error=decision.error,
-                    result=result,
-                    order_id=order_id,
-                ),
-                within_s=horizon,
-            )
+            try:
+                await p.write_durably(
+                    lambda: store.record_reconciliation(
+                        p.pool,
+                        pid,
+                        now=self.clock(),
+                        status="succeeded" if status is PaymentStatus.SUCCEEDED else "failed",
+                        backoff_s=p.settings.reconcile_backoff_s,
+                        horizon_s=horizon,
+                        error=decision.error,
+                        result=result,
+                        order_id=order_id,
+                    ),
+                    within_s=horizon,
+                )
+            except store.InvalidTransition:
+                # Final already: the first write got through though its answer was lost (the
+                # connection died after COMMIT), or the reconciler settled it first.
+                self.log.info("payment.deferred_write_already_final")
         except Exception:
             self.log.exception("payment.deferred_write_failed")
         finally:
