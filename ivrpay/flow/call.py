@@ -4,11 +4,12 @@
     → process (the payment process sends it) → result → back to the operator
 
 Each step has its own prompts, attempt counter and error prompts. A step ends the call by raising
-:class:`End` with the ``IVRPAY_STATUS`` for the dialplan, what the caller hears, and how the claim
-on the payment ends. Everything the call records of its payment goes through one
-:class:`~ivrpay.payments.CallPayment`; what a gateway answer means is decided by the payment
-process. Card data lives in one :class:`~ivrpay.card.holder.CardData` for the call and is wiped
-when the gateway has answered and when the call ends.
+:class:`~ivrpay.flow.ends.End` with the ``IVRPAY_STATUS`` for the dialplan, what the caller hears,
+and how the claim on the payment ends. Everything the call records of its payment goes through the
+:class:`~ivrpay.flow.deps.HeldPayment` the payment process hands out; what a gateway answer means
+is decided there. Card data lives in one :class:`~ivrpay.card.holder.CardData` for the call
+(:mod:`ivrpay.flow.fields` keys it in) and is wiped when the gateway has answered and when the call
+ends.
 """
 
 from __future__ import annotations
@@ -16,147 +17,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 
 from ivrpay import payments
 from ivrpay.card.holder import CardData
-from ivrpay.card.rules import (
-    CardNumberCheck,
-    ExpiryCheck,
-    SecurityCodeCheck,
-    check_card_number,
-    check_expiry,
-    check_security_code,
-    security_code_length,
-)
-from ivrpay.config import Settings
 from ivrpay.flow.channel import CallerGone, Channel, CommandFailed
+from ivrpay.flow.deps import FlowDeps, HeldPayment
+from ivrpay.flow.ends import (
+    APOLOGY,
+    CANCELED,
+    IVRPAY_STATUSES,
+    REFUSED,
+    TOO_MANY_ATTEMPTS,
+    UNKNOWN,
+    CallStatus,
+    End,
+    to_operator,
+)
+from ivrpay.flow.fields import ERROR_CODES, GATEWAY_INPUT_PROMPT, CardEntry, Field
 from ivrpay.flow.numbers import amount_prompts, digits_prompts
 from ivrpay.flow.prompts import P
-from ivrpay.flow.voice import Entry, EntryKind, Voice
+from ivrpay.flow.voice import EntryKind, Voice
 from ivrpay.metrics import CALL_OUTCOMES, CALLS_IN_FLIGHT
-from ivrpay.payments import CallPayment, Decision, Next
+from ivrpay.payments import Decision, Next, Operation, PaymentStatus
+
+__all__ = [
+    "IVRPAY_STATUSES",
+    "Call",
+    "CallStatus",
+    "End",
+    "FlowDeps",
+    "busy_handler",
+    "pay_handler",
+]
 
 log = structlog.get_logger(__name__)
 
-
-class CallStatus(StrEnum):
-    """Every IVRPAY_STATUS the call may leave for the dialplan (product.md, "End states")."""
-
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    OPERATOR = "OPERATOR"
-    ERROR = "ERROR"
-    UNKNOWN = "UNKNOWN"
-    CANCELED = "CANCELED"
-    EXPIRED = "EXPIRED"
-    IN_USE = "IN_USE"
-    NOT_FOUND = "NOT_FOUND"
-    BUSY = "BUSY"
-
-
-IVRPAY_STATUSES = tuple(s.value for s in CallStatus)
 CODE_LENGTH = 6
-CARD_MAX_DIGITS = 19
 _CODE = re.compile(r"\d{6}")
-
-
-class Payments(Protocol):
-    """What the conversation needs of :class:`~ivrpay.payments.PaymentProcess`."""
-
-    live_tokens: set[str]
-    tasks: set[asyncio.Task[Any]]
-
-    async def find_by_code(self, code: str, *, now: datetime) -> dict[str, Any] | None: ...
-    async def find_for_transferrer(
-        self, transferrer: str, *, now: datetime
-    ) -> dict[str, Any] | None: ...
-    async def claim(
-        self,
-        payment: Mapping[str, Any],
-        *,
-        owner: str,
-        uniqueid: str,
-        channel: str,
-        clock: Callable[[], datetime],
-    ) -> payments.ClaimOutcome: ...
-
-
-@dataclass
-class FlowDeps:
-    """What a call needs from the process: settings, the payment process, a lease owner."""
-
-    settings: Settings
-    payments: Payments
-    owner: str
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-    @property
-    def tasks(self) -> set[asyncio.Task[Any]]:
-        return self.payments.tasks  # gateway work in flight
-
-    @property
-    def live_tokens(self) -> set[str]:
-        return self.payments.live_tokens
-
-
-class End(Exception):
-    """The call is over: ``status`` for the dialplan, ``prompts`` for the caller, and how an
-    ``in_call`` payment ends (``payment_status`` None = leave it as the store has it)."""
-
-    def __init__(
-        self,
-        status: CallStatus | str,
-        prompts: Sequence[str],
-        payment_status: str | None = None,
-        error: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.status = CallStatus(status)  # ValueError: not a status the dialplan knows
-        super().__init__(self.status.value)
-        self.prompts = list(prompts)
-        self.payment_status = payment_status
-        self.error = error
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str  # progress step and attempts key
-    error_code: str  # the payment's error.code when its attempts are used up
-
-
-CARD_NUMBER = _Field("card_number", "invalid_card_number")
-EXPIRY = _Field("expiry", "invalid_expiry")
-SECURITY_CODE = _Field("security_code", "invalid_security_code")
-TOO_MANY_ATTEMPTS = {
-    "code": "too_many_attempts",
-    "category": "declined",
-    "message": "the gateway execution limit was reached",
-}
-_ERROR_CODES = {f.name: f.error_code for f in (CARD_NUMBER, EXPIRY, SECURITY_CODE)}
-_GATEWAY_INPUT_PROMPT = {
-    "card_number": P.card_invalid,
-    "expiry": P.expiry_invalid,
-    "security_code": P.security_code_invalid,
-}
-# How the claim refusal reasons of the store are told to the caller.
-_REFUSED = {
-    "in_use": (CallStatus.IN_USE, [P.in_use]),
-    "canceled": (CallStatus.CANCELED, [P.canceled]),
-    "expired": (CallStatus.EXPIRED, [P.expired]),
-    "succeeded": (CallStatus.SUCCEEDED, [P.already_paid]),
-    "unknown": (CallStatus.UNKNOWN, [P.unknown_outcome]),
-    "too_many_attempts": (CallStatus.FAILED, [P.too_many_attempts, P.input_failed]),
-    "not_found": (CallStatus.NOT_FOUND, [P.payment_not_found]),
-}
-_APOLOGY = [P.apology, P.connecting_back]
-_CANCELED = [P.canceled, P.connecting_back]
-_UNKNOWN = [P.unknown_outcome, P.connecting_back]
 
 
 class Call:
@@ -168,11 +69,11 @@ class Call:
         self.settings = deps.settings
         self.voice = Voice(channel, deps.settings.digit_timeout_ms)
         self.card = CardData()
+        self.entry = CardEntry(self.card, deps.settings, deps.clock)
         self.found: Mapping[str, Any] | None = None  # the payment identified, before the claim
-        self.pay: CallPayment | None = None  # the payment this call holds
+        self.pay: HeldPayment | None = None  # the payment this call holds
         self.attempts: dict[str, int] = {}
         self.step = "waiting"
-        self.code_length = 0  # digits of the security code held
         self.gateway_task: asyncio.Task[Decision] | None = None
         args = [*channel.env.args, "", ""]
         self.code_arg, self.transferrer = args[0].strip(), args[1].strip()
@@ -208,7 +109,7 @@ class Call:
             return None
         except payments.LeaseLost:
             self.log.warning("call.lease_lost")
-            return End(CallStatus.ERROR, _APOLOGY)
+            return End(CallStatus.ERROR, APOLOGY)
         except (CommandFailed, *payments.FAULTS) as exc:  # type: ignore[misc]  # mypy: no * here
             return self._fault(exc, bug=False)
         except Exception as exc:
@@ -224,10 +125,10 @@ class Call:
             return None
         event = "call.bug" if bug else "call.fault"
         self.log.error(event, error=type(exc).__name__, step=self.step, exc_info=bug)
-        if self.pay is not None and self.pay.status is payments.PaymentStatus.PROCESSING:
+        if self.pay is not None and self.pay.status is PaymentStatus.PROCESSING:
             # The gateway may have been asked: "nothing was charged" would not be true.
-            return End(CallStatus.UNKNOWN, _UNKNOWN)
-        return End(CallStatus.ERROR, _APOLOGY, payment_status="abandoned")
+            return End(CallStatus.UNKNOWN, UNKNOWN)
+        return End(CallStatus.ERROR, APOLOGY, payment_status=PaymentStatus.ABANDONED)
 
     async def _converse(self) -> End:
         found = self.found = await self._identify()
@@ -255,7 +156,7 @@ class Call:
                 lead = []
                 continue
             if entry.kind is EntryKind.OPERATOR:
-                raise End(CallStatus.OPERATOR, [P.connecting_operator])
+                raise to_operator()
             tries += 1
             if entry.kind is EntryKind.DIGITS and _CODE.fullmatch(entry.digits):
                 found = await process.find_by_code(entry.digits, now=self.deps.clock())
@@ -274,7 +175,7 @@ class Call:
             clock=self.deps.clock,
         )
         if claim.call is None:
-            status, prompts = _REFUSED.get(claim.reason or "", (CallStatus.ERROR, [P.apology]))
+            status, prompts = REFUSED.get(claim.reason or "", (CallStatus.ERROR, [P.apology]))
             self.log.info("call.claim_refused", reason=claim.reason, payment_id=str(found["id"]))
             raise End(status, [*prompts, P.connecting_back])
         self.pay = claim.call
@@ -283,15 +184,9 @@ class Call:
 
     # -- card entry and payment --------------------------------------------------------------------
     @property
-    def _pay(self) -> CallPayment:
+    def _pay(self) -> HeldPayment:
         assert self.pay is not None
         return self.pay
-
-    def _fields(self) -> list[_Field]:
-        fields = [CARD_NUMBER, EXPIRY]
-        if self.settings.security_code and not self._pay.register_only:
-            fields.append(SECURITY_CODE)
-        return fields
 
     async def _collect_and_pay(self) -> End:
         first = await self._greet()
@@ -299,8 +194,8 @@ class Call:
         while True:
             # Every field the card holder lacks: all of them at first, after "2" at the
             # confirmation and after a decline; only the rejected one after a gateway input error.
-            for f in self._fields():
-                if not self._held(f):
+            for f in self.entry.fields(register_only=self._pay.register_only):
+                if not self.entry.held(f):
                     await self._collect(f, lead, first)
                     lead, first = [], None
             if self.settings.confirm and not await self._confirm():
@@ -310,7 +205,7 @@ class Call:
             if decision.next is Next.SUCCEEDED:
                 return self._success_end()
             if decision.next is Next.UNKNOWN:
-                raise End(CallStatus.UNKNOWN, _UNKNOWN)
+                raise End(CallStatus.UNKNOWN, UNKNOWN)
             if decision.next is Next.ERROR:
                 raise End(CallStatus.ERROR, [P.system_error, P.connecting_back])
             if decision.next is Next.REENTER:
@@ -322,11 +217,11 @@ class Call:
                 raise End(
                     CallStatus.FAILED,
                     [*told, P.too_many_attempts, P.input_failed, P.connecting_back],
-                    payment_status="failed",
+                    payment_status=PaymentStatus.FAILED,
                     error=dict(TOO_MANY_ATTEMPTS),
                 )
             if decision.next is Next.REENTER:
-                lead = [_GATEWAY_INPUT_PROMPT[decision.field or ""]]
+                lead = [GATEWAY_INPUT_PROMPT[decision.field or ""]]
             else:
                 await self._after_decline(decision)
 
@@ -339,75 +234,35 @@ class Call:
             prompts += [P.amount_is, *amount_prompts(total, lang), P.amount_is_tail]
         return await self.voice.play(prompts)
 
-    def _held(self, f: _Field) -> bool:
-        """Whether the card holder has a usable value for the field."""
-        if f is CARD_NUMBER:
-            return self.card.has_number
-        if f is EXPIRY:
-            return self.card.has_expiry
-        # A code keyed for another brand (AMEX: 4 digits) must be asked again.
-        length = security_code_length(self.card.brand)
-        return self.card.has_security_code and self.code_length == length
-
-    async def _collect(self, f: _Field, lead: list[str], first: str | None = None) -> None:
+    async def _collect(self, f: Field, lead: list[str], first: str | None = None) -> None:
         """Ask for one field until it validates; attempts used up end the call."""
         await self._progress(f.name)
         while True:
-            prompt, max_digits = self._ask(f)
+            prompt, max_digits = self.entry.ask(f)
             entry = await self.voice.read([*lead, prompt], max_digits, first=first)
             lead, first = [], None
             if entry.kind is EntryKind.AGAIN:
                 continue
             if entry.kind is EntryKind.OPERATOR:
-                raise End(CallStatus.OPERATOR, [P.connecting_operator], payment_status="abandoned")
+                raise to_operator()
             # Only an empty (timeout) is silence; a lone '#' is an entry, and not a valid one.
-            error = P.no_input if entry.kind is EntryKind.SILENCE else self._keep(f, entry)
+            error = (
+                P.no_input if entry.kind is EntryKind.SILENCE else self.entry.keep(f, entry.digits)
+            )
             if error is None:
                 return
             await self._use_attempt(f.name)
             lead = [error]
 
-    def _ask(self, f: _Field) -> tuple[str, int]:
-        if f is CARD_NUMBER:
-            return P.enter_card, CARD_MAX_DIGITS
-        if f is EXPIRY:
-            return P.enter_expiry, 4
-        length = security_code_length(self.card.brand)
-        return (P.enter_security_code_amex if length == 4 else P.enter_security_code), length
-
-    def _keep(self, f: _Field, entry: Entry) -> str | None:
-        """Validate and keep an entry; the error prompt when it is not valid."""
-        digits, s = entry.digits, self.settings
-        if f is CARD_NUMBER:
-            checked = check_card_number(digits, s.card_brands, s.gateway_max_card_digits)
-            if checked.check is CardNumberCheck.brand_not_accepted:
-                return P.brand_not_accepted
-            if not checked.ok:
-                return P.card_invalid
-            self.card.set_number(digits, brand=str(checked.brand))
-        elif f is EXPIRY:
-            expiry = check_expiry(digits, self.deps.clock(), s.tz)
-            if expiry is ExpiryCheck.past:
-                return P.expiry_past
-            if expiry is not ExpiryCheck.ok:
-                return P.expiry_invalid
-            self.card.set_expiry(digits)
-        else:
-            if check_security_code(digits, self.card.brand) is not SecurityCodeCheck.ok:
-                return P.security_code_invalid
-            self.card.set_security_code(digits)
-            self.code_length = len(digits)
-        return None
-
     async def _use_attempt(self, name: str, error: Mapping[str, Any] | None = None) -> None:
         self.attempts[name] = self.attempts.get(name, 0) + 1
         await self._progress(name)
         if self.attempts[name] >= self.settings.attempts:
-            code = _ERROR_CODES[name]
+            code = ERROR_CODES[name]
             raise End(
                 CallStatus.FAILED,
                 [P.input_failed, P.connecting_back],
-                payment_status="failed",
+                payment_status=PaymentStatus.FAILED,
                 error=error or {"code": code, "category": "input", "message": None},
             )
 
@@ -424,7 +279,7 @@ class Call:
             prompts += [*amount_prompts(total, lang), P.amount_is_tail, P.confirm_pay_press]
         choice = await self._choice(prompts, "confirm")
         if choice is None:
-            raise End(CallStatus.OPERATOR, [P.connecting_operator], payment_status="abandoned")
+            raise to_operator()
         return choice == "1"
 
     async def _choice(
@@ -440,7 +295,7 @@ class Call:
             if entry.kind is EntryKind.AGAIN:
                 continue
             if entry.kind is EntryKind.OPERATOR:
-                raise End(CallStatus.OPERATOR, [P.connecting_operator], payment_status="abandoned")
+                raise to_operator()
             if entry.kind is EntryKind.DIGITS and entry.digits in ("1", "2"):
                 return entry.digits
             used += 1
@@ -456,7 +311,12 @@ class Call:
         self.card.wipe()
         if await self._choice([P.declined_options], "result", lead=[P.declined]) != "1":
             error = decision.error
-            raise End(CallStatus.FAILED, [P.connecting_back], payment_status="failed", error=error)
+            raise End(
+                CallStatus.FAILED,
+                [P.connecting_back],
+                payment_status=PaymentStatus.FAILED,
+                error=error,
+            )
 
     # -- the gateway -------------------------------------------------------------------------------
     async def _process(self) -> Decision:
@@ -475,8 +335,8 @@ class Call:
                 CallStatus.FAILED, [P.too_many_attempts, P.input_failed, P.connecting_back]
             ) from None
         except payments.PaymentCanceled:
-            raise End(CallStatus.CANCELED, _CANCELED) from None
-        fields = [f.name for f in self._fields()]
+            raise End(CallStatus.CANCELED, CANCELED) from None
+        fields = [f.name for f in self.entry.fields(register_only=self._pay.register_only)]
         work = self._pay.execute(order_id, self.card, dict(self.attempts), fields)
         task = self.gateway_task = asyncio.create_task(work)
         self.deps.tasks.add(task)
@@ -485,16 +345,16 @@ class Call:
         try:
             decision = await asyncio.shield(task)
         except payments.PaymentCanceled:
-            raise End(CallStatus.CANCELED, _CANCELED) from None
+            raise End(CallStatus.CANCELED, CANCELED) from None
         self.step = "result"
         await self.channel.set_music(False)
         return decision
 
     def _success_end(self) -> End:
         op = self._pay.operation
-        if op is payments.Operation.REGISTER:
+        if op is Operation.REGISTER:
             said = P.registered
-        elif op is payments.Operation.CHARGE_AND_REGISTER:
+        elif op is Operation.CHARGE_AND_REGISTER:
             said = P.paid_and_registered if self._pay.registered else P.paid_not_registered
         else:
             said = P.paid
@@ -515,7 +375,9 @@ class Call:
         try:
             await self.pay.progress(step, self.attempts)
         except payments.CancelRequested:
-            raise End(CallStatus.CANCELED, _CANCELED, payment_status="canceled") from None
+            raise End(
+                CallStatus.CANCELED, CANCELED, payment_status=PaymentStatus.CANCELED
+            ) from None
 
     async def _release(self, end: End | None) -> End | None:
         """End the claim: an ``in_call`` payment ends abandoned/failed/canceled as ``end`` says;
@@ -526,16 +388,18 @@ class Call:
         pay = self.pay
         if pay is None or not pay.held:
             return end
-        status = "abandoned" if end is None or end.payment_status is None else end.payment_status
+        status = PaymentStatus.ABANDONED
+        if end is not None and end.payment_status is not None:
+            status = end.payment_status
         error = None if end is None else end.error
         if end is None and not pay.payment_executions_left():
             # The caller left after the last execution allowed: no call can take it up again.
-            status, error = "failed", dict(TOO_MANY_ATTEMPTS)
+            status, error = PaymentStatus.FAILED, dict(TOO_MANY_ATTEMPTS)
         await pay.end(status, error, self.step if end is None else "done")
         if end is not None and end.status is not CallStatus.CANCELED:
-            if pay.status is payments.PaymentStatus.CANCELED:
+            if pay.status is PaymentStatus.CANCELED:
                 # The store let the recorded cancel win over the operator or a failure: say so.
-                return End(CallStatus.CANCELED, _CANCELED)
+                return End(CallStatus.CANCELED, CANCELED)
         return end
 
     async def _tell(self, end: End) -> None:

@@ -20,6 +20,7 @@ from ivrpay.payments.process import (
     CancelRequested,
     ClaimOutcome,
     PaymentProcess,
+    wipe_after,
 )
 from ivrpay.payments.rules import (
     Decision,
@@ -56,4 +57,5 @@ __all__ = [
     "error_of",
     "log_gateway_call",
     "rejected_field",
+    "wipe_after",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ivrpay.gateway.errors import CARD_NOT_FOUND, MEMBER_NOT_FOUND
 from ivrpay.payments.journal import log_gateway_call
-from ivrpay.payments.rules import error_of
+from ivrpay.payments.rules import Operation, error_of
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ async def reconcile(
     ]
     if not open_attempts:
         return RETRY  # nothing SearchTrade can settle: an admin will
-    if payment["operation"] == "register":
+    if payment["operation"] == Operation.REGISTER:
         # Storing a card opens no trade: SearchCard tells whether SaveCard went through.
         return await _reconcile_registration(gateway, item, open_attempts[-1], clock)
     not_executed = 0

@@ -283,7 +283,7 @@ class CallPayment:
             attempts=dict(attempts),
         )
         self.payment = snap
-        if snap.get("cancel_requested") and snap.get("status") == "in_call":
+        if snap.get("cancel_requested") and snap.get("status") == PaymentStatus.IN_CALL:
             raise CancelRequested()
 
     async def start_attempt(self) -> str:
@@ -303,7 +303,7 @@ class CallPayment:
         return order_id
 
     async def end(
-        self, status: str | None, error: Mapping[str, Any] | None, step: str | None
+        self, status: PaymentStatus | None, error: Mapping[str, Any] | None, step: str | None
     ) -> None:
         """Release the claim: an ``in_call`` payment ends ``status`` (default abandoned). A
         database that is away is logged: the claim lapses and the sweep resolves it."""
@@ -317,7 +317,7 @@ class CallPayment:
                 self.payment["id"],
                 token,
                 now=self.clock(),
-                status=status,
+                status=None if status is None else PaymentStatus(status).value,
                 error=error,
                 step=step,
             )
@@ -388,7 +388,7 @@ class CallPayment:
                 outcome = await gw.settle_exec(executed)
             stored = {"brand": card.brand, "last4": card.last4 or outcome.card_last4}
             decision = decide(outcome, attempts, fields, max_attempts=p.settings.attempts)
-            _wipe_after(card, decision)  # storing a charged card (TradedCard) needs no digits
+            wipe_after(card, decision)  # storing a charged card (TradedCard) needs no digits
             if outcome.ok and self.operation is Operation.CHARGE_AND_REGISTER:
                 registration = await gw.store_traded_card(order_id, pay["member_id"])
             if registration is not None:
@@ -538,7 +538,7 @@ class CallPayment:
                 self.payment["id"],
                 token,
                 now=self.clock(),
-                status="failed",
+                status=PaymentStatus.FAILED.value,
                 error=error,
                 step="done",
             )
@@ -546,7 +546,7 @@ class CallPayment:
             self.process.live_tokens.discard(token)
 
 
-def _wipe_after(card: CardData, decision: Decision) -> None:
+def wipe_after(card: CardData, decision: Decision) -> None:
     """The gateway has answered: only a rejected field is kept out of the holder, to be keyed
     again; any other answer ends the use of this card."""
     if decision.field == "card_number":

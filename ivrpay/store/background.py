@@ -99,6 +99,25 @@ async def expire_payments(db: Db, *, now: datetime, limit: int = 500) -> list[st
     return expired
 
 
+async def _claim_due(
+    conn: Any, column: str, where: str, now: datetime, lease_s: float, limit: int
+) -> list[Any]:
+    """Payments due by ``column`` (and ``where``), pushed ``lease_s`` ahead so no other process
+    claims them meanwhile: the rows. ``column`` and ``where`` are this module's constants."""
+    return list(
+        await conn.fetch(
+            f"""WITH due AS (
+                    SELECT id FROM payments WHERE {column} <= $1 AND {where}
+                    ORDER BY {column} LIMIT $2 FOR UPDATE SKIP LOCKED)
+                UPDATE payments p SET {column} = $3 FROM due WHERE p.id = due.id
+                RETURNING p.*""",
+            now,
+            limit,
+            now + seconds(lease_s),
+        )
+    )
+
+
 async def claim_reconciliations(
     db: Db, *, now: datetime, lease_s: float, limit: int = 10
 ) -> list[dict[str, Any]]:
@@ -109,16 +128,13 @@ async def claim_reconciliations(
     """
     aware(now)
     async with transaction(db) as conn:
-        rows = await conn.fetch(
-            """WITH due AS (
-                   SELECT id FROM payments
-                   WHERE status = 'unknown' AND NOT needs_review AND reconcile_next_at <= $1
-                   ORDER BY reconcile_next_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-               UPDATE payments p SET reconcile_next_at = $3 FROM due WHERE p.id = due.id
-               RETURNING p.*""",
+        rows = await _claim_due(
+            conn,
+            "reconcile_next_at",
+            "status = 'unknown' AND NOT needs_review",
             now,
+            lease_s,
             limit,
-            now + seconds(lease_s),
         )
         snaps = await snapshots(conn, rows)
         ex = await conn.fetch(
@@ -245,16 +261,8 @@ async def claim_registrations(
     """
     aware(now)
     async with transaction(db) as conn:
-        rows = await conn.fetch(
-            """WITH due AS (
-                   SELECT id FROM payments
-                   WHERE registration_next_at <= $1 AND status = 'succeeded'
-                   ORDER BY registration_next_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-               UPDATE payments p SET registration_next_at = $3 FROM due WHERE p.id = due.id
-               RETURNING p.*""",
-            now,
-            limit,
-            now + seconds(lease_s),
+        rows = await _claim_due(
+            conn, "registration_next_at", "status = 'succeeded'", now, lease_s, limit
         )
         snaps = await snapshots(conn, rows)
         charged = {

@@ -26,7 +26,7 @@ from ivrpay.store._core import (
     transaction,
 )
 from ivrpay.store.errors import LeaseLost, NotFound
-from ivrpay.store.payments import record_settlement, settlement_action
+from ivrpay.store.payments import get_gateway_handle, record_settlement, settlement_action
 
 # A sender's intent still held by another (live lease), or one whose answer is being looked up.
 _IN_FLIGHT = """(state = 'sending' AND lease_until > $2) OR state = 'unknown'"""
@@ -55,15 +55,12 @@ def _intent(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _handle(conn: Any, pid: Any) -> dict[str, Any] | None:
-    """What AlterTran needs: the succeeded execution's OrderID and access pair, the amount."""
-    row = await conn.fetchrow(
-        """SELECT e.order_id, e.access_id, e.access_pass, p.amount
-           FROM payments p JOIN executions e ON e.payment_id = p.id
-           WHERE p.id = $1 AND e.outcome = 'succeeded' ORDER BY e.n DESC LIMIT 1""",
-        pid,
-    )
-    return None if row is None else dict(row)
+async def _locked_snapshot(conn: Any, pid: Any) -> dict[str, Any]:
+    """The payment, its row locked: every writer of an intent takes the payment row first."""
+    await lock_existing(conn, pid)
+    snap = await get_snapshot(conn, pid)
+    assert snap is not None
+    return snap
 
 
 async def claim_settlement(
@@ -85,13 +82,11 @@ async def claim_settlement(
     aware(now)
     pid = payment_pk(payment_id)
     async with transaction(db) as conn:
-        await lock_existing(conn, pid)
-        snap = await get_snapshot(conn, pid)
-        assert snap is not None
+        snap = await _locked_snapshot(conn, pid)
         verdict = settlement_action(snap, action)
         if verdict != "ok":
             return SettlementClaim(verdict, snap)
-        handle = await _handle(conn, pid)
+        handle = await get_gateway_handle(conn, pid)
         if handle is None:
             return SettlementClaim("no_handle", snap)
         others = await conn.fetchval(
@@ -200,7 +195,7 @@ async def complete_settlement(
     pid = payment_pk(payment_id)
     async with transaction(db) as conn:
         # The payment row first, as a claim takes it: never the intent row before it.
-        await lock_existing(conn, pid)
+        await _locked_snapshot(conn, pid)
         actor = await conn.fetchval(
             """UPDATE settlement_intents
                SET state = 'done', token = NULL, lease_until = NULL, next_check_at = NULL,
@@ -236,7 +231,7 @@ async def claim_due_settlements(
 ) -> list[dict[str, Any]]:
     """Intents an AlterTran was sent for whose answer nobody has: ``unknown`` ones due for a
     look, and ``sending`` ones whose holder died after sending. Claimed for ``token``; each item
-    is the intent plus ``handle`` (order_id, access pair, amount)."""
+    is the intent plus ``handle`` (:func:`~ivrpay.store.payments.get_gateway_handle`)."""
     aware(now)
     async with transaction(db) as conn:
         rows = await conn.fetch(
@@ -258,6 +253,6 @@ async def claim_due_settlements(
         )
         items = []
         for row in rows:
-            handle = await _handle(conn, row["payment_id"])
+            handle = await get_gateway_handle(conn, row["payment_id"])
             items.append({**_intent(row), "handle": handle})
     return items

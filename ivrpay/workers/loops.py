@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -245,15 +246,18 @@ RetryRegistration = Callable[[dict[str, Any]], Awaitable[RegistrationOutcome]]
 
 
 class _ClaimRetryLoop(Loop, Generic[_O]):
-    """Claims due items, asks ``attempt(item)`` about each (``item`` plus ``now``, the moment of
-    this run) and records the outcome with backoff. An exception from ``attempt`` counts as
-    ``retry_outcome``; an outcome the store refuses (``not_recorded``) is logged and skipped, so
-    one item never stops the batch. Subclasses name the store calls and the log events."""
+    """Claims due items (``claim``), asks ``attempt(item)`` about each (``item`` plus ``now``, the
+    moment of this run) and records the outcome with backoff (``record``, given the outcome's
+    fields). An exception from ``attempt`` counts as ``retry_outcome``; an outcome the store
+    refuses (``not_recorded``) is logged and skipped, so one item never stops the batch.
+    Subclasses name the store calls, the log events and what the recorded log line shows."""
 
-    failed_event = "attempt_failed"
-    not_recorded_event = "attempt_not_recorded"
+    # The log events: an attempt that raised, an outcome not recorded, an outcome recorded.
+    events = ("attempt_failed", "attempt_not_recorded", "attempt_recorded")
     not_recorded: tuple[type[Exception], ...] = (store.StoreError,)
     retry_outcome: _O
+    claim: Callable[..., Awaitable[list[dict[str, Any]]]]
+    record: Callable[..., Awaitable[dict[str, Any]]]
 
     def __init__(
         self,
@@ -274,127 +278,70 @@ class _ClaimRetryLoop(Loop, Generic[_O]):
         self.lease_s = lease_s
         self.limit = limit
 
-    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    async def _record(self, payment_id: Any, now: datetime, outcome: _O) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _log_recorded(self, payment_id: Any, snap: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+    @staticmethod
+    def shown(snap: Mapping[str, Any]) -> dict[str, Any]:
+        """What the recorded log line shows of the payment."""
+        return {"status": snap["status"]}
 
     async def run_once(self, now: datetime | None = None) -> int:
         now = now or _now()
-        items = await self._claim(now)
+        claim, record = type(self).claim, type(self).record
+        failed, not_recorded, recorded = self.events
+        items = await claim(self.pool, now=now, lease_s=self.lease_s, limit=self.limit)
         for item in items:
             payment_id = item["payment"]["id"]
             try:
                 outcome = await self.attempt({**item, "now": now})
             except Exception:
-                log.exception(self.failed_event, payment_id=payment_id)
+                log.exception(failed, payment_id=payment_id)
                 outcome = self.retry_outcome
             try:
-                snap = await self._record(payment_id, now, outcome)
+                snap = await record(
+                    self.pool,
+                    payment_id,
+                    now=now,
+                    backoff_s=self.backoff_s,
+                    horizon_s=self.horizon_s,
+                    **dataclasses.asdict(outcome),  # type: ignore[call-overload]
+                )
             except self.not_recorded as exc:
-                log.warning(self.not_recorded_event, payment_id=payment_id, error=str(exc))
+                log.warning(not_recorded, payment_id=payment_id, error=str(exc))
                 continue
-            self._log_recorded(payment_id, snap)
+            log.info(recorded, payment_id=payment_id, **self.shown(snap))
         return len(items)
 
 
 class Reconciler(_ClaimRetryLoop[ReconcileOutcome]):
-    """Claims due ``unknown`` payments and records what ``reconcile(item)`` found.
-
-    ``reconcile`` is the gateway side (SearchTrade per attempt OrderID, the "UNPROCESSED only
-    after IVRPAY_RECONCILE_AFTER_S" rule, judged at ``item["now"]``). ``item`` is one entry of
-    :func:`ivrpay.store.claim_reconciliations` plus ``now``, the moment of this run. An exception
-    from ``reconcile`` counts as "retry".
-    """
+    """Due ``unknown`` payments (:func:`ivrpay.store.claim_reconciliations`): ``reconcile(item)``
+    is the gateway side (:meth:`ivrpay.payments.PaymentProcess.reconcile`: SearchTrade per attempt
+    OrderID, "UNPROCESSED only after IVRPAY_RECONCILE_AFTER_S" judged at ``item["now"]``)."""
 
     name = "reconciler"
-    failed_event = "reconcile_failed"
-    not_recorded_event = "reconcile_not_recorded"
+    events = ("reconcile_failed", "reconcile_not_recorded", "reconciled")
+    claim = staticmethod(store.claim_reconciliations)
+    record = staticmethod(store.record_reconciliation)
     retry_outcome = ReconcileOutcome("retry")
 
-    @property
-    def reconcile(self) -> Reconcile:
-        return self.attempt
-
-    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
-        return await store.claim_reconciliations(
-            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
-        )
-
-    async def _record(
-        self, payment_id: Any, now: datetime, outcome: ReconcileOutcome
-    ) -> dict[str, Any]:
-        return await store.record_reconciliation(
-            self.pool,
-            payment_id,
-            now=now,
-            status=outcome.status,
-            backoff_s=self.backoff_s,
-            horizon_s=self.horizon_s,
-            error=outcome.error,
-            result=outcome.result,
-            card=outcome.card,
-            order_id=outcome.order_id,
-            registration=outcome.registration,
-        )
-
-    def _log_recorded(self, payment_id: Any, snap: Mapping[str, Any]) -> None:
-        log.info(
-            "reconciled",
-            payment_id=payment_id,
-            status=snap["status"],
-            needs_review=snap["needs_review"],
-        )
+    @staticmethod
+    def shown(snap: Mapping[str, Any]) -> dict[str, Any]:
+        return {"status": snap["status"], "needs_review": snap["needs_review"]}
 
 
 class RegistrationRetrier(_ClaimRetryLoop[RegistrationOutcome]):
-    """Claims due ``pending`` card registrations (a ``charge_and_register`` whose TradedCard did
-    not get through) and records what ``register(item)`` found.
-
-    ``register`` is the gateway side (:meth:`ivrpay.payments.PaymentProcess.retry_registration`);
-    ``item`` is one entry of :func:`ivrpay.store.claim_registrations` plus ``now``. An exception
-    from ``register`` counts as "retry".
-    """
+    """Due ``pending`` card registrations of ``charge_and_register`` payments whose TradedCard did
+    not get through (:func:`ivrpay.store.claim_registrations`): ``register(item)`` is
+    :meth:`ivrpay.payments.PaymentProcess.retry_registration`."""
 
     name = "registration_retrier"
-    failed_event = "registration_retry_failed"
-    not_recorded_event = "registration_not_recorded"
-    not_recorded = (store.StoreError, ValueError)
+    events = ("registration_retry_failed", "registration_not_recorded", "registration_retried")
+    not_recorded = (store.StoreError, ValueError)  # a card_seq the store cannot take
     retry_outcome = RegistrationOutcome("retry")
+    claim = staticmethod(store.claim_registrations)
+    record = staticmethod(store.record_registration_attempt)
 
-    @property
-    def register(self) -> RetryRegistration:
-        return self.attempt
-
-    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
-        return await store.claim_registrations(
-            self.pool, now=now, lease_s=self.lease_s, limit=self.limit
-        )
-
-    async def _record(
-        self, payment_id: Any, now: datetime, outcome: RegistrationOutcome
-    ) -> dict[str, Any]:
-        return await store.record_registration_attempt(
-            self.pool,
-            payment_id,
-            now=now,
-            status=outcome.status,
-            backoff_s=self.backoff_s,
-            horizon_s=self.horizon_s,
-            card_seq=outcome.card_seq,
-            error=outcome.error,
-        )
-
-    def _log_recorded(self, payment_id: Any, snap: Mapping[str, Any]) -> None:
-        log.info(
-            "registration_retried",
-            payment_id=payment_id,
-            registration=(snap["registration"] or {}).get("status"),
-        )
+    @staticmethod
+    def shown(snap: Mapping[str, Any]) -> dict[str, Any]:
+        return {"registration": (snap["registration"] or {}).get("status")}
 
 
 CheckSettlement = Callable[[dict[str, Any]], Awaitable[str]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,37 @@ def test_each_room_imports_only_what_it_may(room: str) -> None:
         if imp != room and imp not in ALLOWED[room]
     }
     assert not bad, sorted(bad)
+
+
+def test_the_arrows_of_the_payment_process() -> None:
+    """flow → payments → gateway, store; api, workers → payments: stated, and each one used."""
+    for room, needs in {
+        "flow": {"payments"},
+        "payments": {"gateway", "store"},
+        "api": {"payments"},
+        "workers": {"payments"},
+    }.items():
+        used = set().union(*(_imports(p) for p in PACKAGE.rglob("*.py") if _room(p) == room))
+        assert needs <= used & ALLOWED[room], (room, needs - used)
+    for room in ("flow", "api", "web", "workers"):
+        assert "gateway" not in ALLOWED[room], room  # only through the payment process
+
+
+# The gateway requests that move money or store a card, and the lookups that settle them.
+_GATEWAY_STEPS = re.compile(
+    r"\.(entry_tran|open_transaction|exec_tran|exec_tran_member|settle_exec|alter_tran|"
+    r"search_trade|register|save_card|traded_card|store_traded_card|search_card)\("
+)
+
+
+def test_only_the_payment_process_sends_to_the_gateway() -> None:
+    senders = {
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if _room(p) not in ("payments", "gateway", "sandbox", "simulator")
+        and _GATEWAY_STEPS.search(p.read_text(encoding="utf-8"))
+    }
+    assert senders == set()
 
 
 def test_nothing_but_the_command_imports_the_flow() -> None:

@@ -29,6 +29,22 @@ GREETING = {
 }
 
 
+# Named prompt runs the call tests compare with.
+CARD_PROMPTS = ["enter_card", "enter_expiry", "enter_security_code"]  # the three fields
+REGISTER_CARD_PROMPTS = CARD_PROMPTS[:2]  # storing a card asks no security code
+NOT_FOUND_PROMPTS = [*("enter_code", "code_not_found") * 2, "enter_code", "payment_not_found"]
+
+
+def back(*said: str) -> list[str]:
+    """The last words of a call: ``said``, then "connecting you back"."""
+    return [*said, "connecting_back"]
+
+
+def result_prompts(said: str) -> list[str]:
+    """ "Please wait", the result, "connecting you back": the end of a call that was sent."""
+    return ["please_wait", *back(said)]
+
+
 def past_expiry() -> str:
     """A keyed expiry (``MMYY``) whose month has ended."""
     now = datetime.now()
@@ -84,13 +100,12 @@ def hung_up(record: CallRecord) -> None:
 def confirm_prompts(last4: str, lang: str = "en") -> list[str]:
     """ "Card ending 1 2 3 4, 12,800 yen — press 1 to pay, 2 to re-enter" for 12,800 yen."""
     amount = GREETING[lang][2:]
-    return [
-        "confirm_card_ending",
-        *[f"digit_{d}" for d in last4],
-        "confirm_card_ending_tail",
-        *amount,
-        "confirm_pay_press",
-    ]
+    return [*card_ending_prompts(last4), *amount, "confirm_pay_press"]
+
+
+def card_ending_prompts(last4: str) -> list[str]:
+    """ "Card ending 1 2 3 4": the start of every confirmation."""
+    return ["confirm_card_ending", *[f"digit_{d}" for d in last4], "confirm_card_ending_tail"]
 
 
 def pay_keys(number: str = VISA, code: str = "123", expiry: str = EXPIRY) -> list[str]:

@@ -9,11 +9,14 @@ from tests.e2e.callkit import (
     EXPIRY,
     GREETING,
     OPERATOR,
+    REGISTER_CARD_PROMPTS,
+    back,
     confirm_prompts,
     ended,
     heard,
     keyed_call,
     pay_keys,
+    result_prompts,
 )
 from tests.e2e.conftest import Ivrpay
 
@@ -37,13 +40,10 @@ async def test_an_approved_card_of_every_brand_is_paid(
     ask_code = "enter_security_code_amex" if brand == "AMEX" else "enter_security_code"
     assert heard(record) == [
         *GREETING["en"],
-        "enter_card",
-        "enter_expiry",
+        *REGISTER_CARD_PROMPTS,
         ask_code,
         *confirm_prompts(number[-4:]),
-        "please_wait",
-        "paid",
-        "connecting_back",
+        *result_prompts("paid"),
     ]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
@@ -86,8 +86,7 @@ async def test_a_declined_card_then_the_operator(ivrpay: Ivrpay, number: str, er
     assert prompts[prompts.index("please_wait") :] == [
         "please_wait",
         "declined",
-        "declined_options",
-        "connecting_back",
+        *back("declined_options"),
     ]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "failed"
@@ -105,7 +104,7 @@ async def test_a_declined_card_then_another_card(ivrpay: Ivrpay) -> None:
     prompts = heard(record)
     first = prompts.index("declined")
     assert prompts[first : first + 3] == ["declined", "declined_options", "enter_card"]
-    assert prompts[-2:] == ["paid", "connecting_back"]
+    assert prompts[-2:] == back("paid")
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
     assert after["card"] == {"brand": "MASTERCARD", "last4": "4444"}
@@ -120,7 +119,7 @@ async def test_a_declined_card_then_another_card(ivrpay: Ivrpay) -> None:
 
 async def test_another_luhn_valid_card_of_an_accepted_brand_is_approved(ivrpay: Ivrpay) -> None:
     payment, record = await keyed_call(ivrpay, pay_keys("4242424242424242"))
-    assert heard(record)[-2:] == ["paid", "connecting_back"]
+    assert heard(record)[-2:] == back("paid")
     after = await ivrpay.payment(payment["id"])
     assert after["card"] == {"brand": "VISA", "last4": "4242"}
 

@@ -16,13 +16,17 @@ from ivrpay.workers import Loop, Reconciler, RegistrationRetrier
 from tests.e2e.callkit import (
     EXPIRY,
     GREETING,
+    REGISTER_CARD_PROMPTS,
     VISA,
+    back,
+    card_ending_prompts,
     confirm_prompts,
     ended,
     heard,
     keyed_call,
     outcomes,
     pay_keys,
+    result_prompts,
 )
 from tests.e2e.conftest import Ivrpay
 from tests.support.gateway import make_card
@@ -78,7 +82,7 @@ async def test_a_gateway_input_error_sends_the_caller_back_to_that_field(
         ask,
         *confirm_prompts(number[-4:]),
     ]
-    assert prompts[-3:] == ["please_wait", "paid", "connecting_back"]
+    assert prompts[-3:] == result_prompts("paid")
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
     assert after["progress"]["attempts"] == {field: 1}
@@ -98,7 +102,7 @@ class TestGatewayInputAttemptsUsedUp:
         payment, record = await keyed_call(ivrpay, keys, "FAILED")
         prompts = heard(record)
         assert prompts.count("please_wait") == 2
-        assert prompts[-2:] == ["input_failed", "connecting_back"]
+        assert prompts[-2:] == back("input_failed")
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "failed"
         assert after["error"]["code"] == "42G830000"
@@ -110,7 +114,7 @@ class TestGatewayInputAttemptsUsedUp:
 async def test_the_lost_answer_is_reconciled_with_one_execution(ivrpay: Ivrpay) -> None:
     """4000000000000119: charged, the answer never arrives; the call's own SearchTrade finds it."""
     payment, record = await keyed_call(ivrpay, pay_keys("4000000000000119"))
-    assert heard(record)[-3:] == ["please_wait", "paid", "connecting_back"]
+    assert heard(record)[-3:] == result_prompts("paid")
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
     assert after["result"]["approve"] and after["result"]["tran_id"]
@@ -141,7 +145,7 @@ async def test_an_unknown_outcome_then_the_reconciler_fails_it(ivrpay: Ivrpay) -
     record = await ivrpay.call(pay_keys("4000000000000101"), code=payment["code"])
 
     ended(record, "UNKNOWN", payment, callback="SIP/9")
-    assert heard(record)[-3:] == ["please_wait", "unknown_outcome", "connecting_back"]
+    assert heard(record)[-3:] == result_prompts("unknown_outcome")
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "unknown"
     assert after["error"]["category"] == "unknown"
@@ -176,7 +180,7 @@ async def test_a_gateway_system_error_before_execution_charges_nothing(ivrpay: I
     record = await ivrpay.call(pay_keys(), code=payment["code"])
 
     ended(record, "ERROR", payment)
-    assert heard(record)[-3:] == ["please_wait", "system_error", "connecting_back"]
+    assert heard(record)[-3:] == result_prompts("system_error")
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "failed"
     assert after["error"]["category"] == "system"
@@ -211,8 +215,7 @@ class TestExecutionLimit:
             "please_wait",
             "declined",
             "too_many_attempts",
-            "input_failed",
-            "connecting_back",
+            *back("input_failed"),
         ]
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "failed"
@@ -233,14 +236,13 @@ class TestExecutionLimit:
         assert heard(second)[-4:] == [
             "declined",
             "too_many_attempts",
-            "input_failed",
-            "connecting_back",
+            *back("input_failed"),
         ]
         assert len((await ivrpay.payment(payment["id"]))["executions"]) == 3
 
         third = await ivrpay.call(pay_keys(), code=payment["code"])
         ended(third, "FAILED", payment)
-        assert heard(third) == ["too_many_attempts", "input_failed", "connecting_back"]
+        assert heard(third) == back("too_many_attempts", "input_failed")
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "failed"
         assert after["error"]["code"] == "too_many_attempts"
@@ -258,18 +260,10 @@ class TestRegistration:
         ended(record, "SUCCEEDED", payment)
         assert heard(record) == [
             "welcome",
-            "enter_card",
-            "enter_expiry",
-            "confirm_card_ending",
-            "digit_1",
-            "digit_1",
-            "digit_1",
-            "digit_1",
-            "confirm_card_ending_tail",
+            *REGISTER_CARD_PROMPTS,
+            *card_ending_prompts("1111"),
             "confirm_register_press",
-            "please_wait",
-            "registered",
-            "connecting_back",
+            *result_prompts("registered"),
         ]
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "succeeded"
@@ -293,7 +287,7 @@ class TestRegistration:
         prompts = heard(record)
         assert prompts[: len(GREETING["en"])] == GREETING["en"]
         assert "enter_security_code" in prompts
-        assert prompts[-3:] == ["please_wait", "paid_and_registered", "connecting_back"]
+        assert prompts[-3:] == result_prompts("paid_and_registered")
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "succeeded"
         assert after["result"]["approve"]
@@ -312,7 +306,7 @@ async def test_charge_and_register_when_the_card_cannot_be_stored(ivrpay: Ivrpay
     record = await ivrpay.call(pay_keys(), code=payment["code"])
 
     ended(record, "SUCCEEDED", payment)
-    assert heard(record)[-2:] == ["paid_not_registered", "connecting_back"]
+    assert heard(record)[-2:] == back("paid_not_registered")
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
     assert after["result"]["approve"]
@@ -345,7 +339,7 @@ async def test_charge_and_register_when_the_gateway_refuses_the_card(ivrpay: Ivr
     record = await ivrpay.call(pay_keys(), code=payment["code"])
 
     ended(record, "SUCCEEDED", payment)
-    assert heard(record)[-2:] == ["paid_not_registered", "connecting_back"]
+    assert heard(record)[-2:] == back("paid_not_registered")
     reg = (await ivrpay.payment(payment["id"]))["registration"]
     assert (reg["status"], reg["card_seq"], reg["error"]["code"]) == ("failed", None, "E01230009")
     assert await worker(ivrpay, RegistrationRetrier).run_once(datetime.now(UTC)) == 0
@@ -369,9 +363,7 @@ class TestGatewayRejectsTheNumber:
             "card_invalid",
             "enter_card",
             *confirm_prompts("4444"),
-            "please_wait",
-            "paid",
-            "connecting_back",
+            *result_prompts("paid"),
         ]
         after = await ivrpay.payment(payment["id"])
         assert after["card"] == {"brand": "MASTERCARD", "last4": "4444"}
@@ -463,8 +455,7 @@ class TestAnInputErrorOnAFieldNotAsked:
         assert heard(record)[-4:] == [
             "please_wait",
             "declined",
-            "declined_options",
-            "connecting_back",
+            *back("declined_options"),
         ]
         after = await ivrpay.payment(payment["id"])
         assert after["status"] == "failed"

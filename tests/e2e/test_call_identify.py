@@ -12,8 +12,10 @@ import pytest
 from ivrpay import store
 from tests.e2e.callkit import (
     GREETING,
+    NOT_FOUND_PROMPTS,
     OPERATOR,
     TRANSFERRER,
+    back,
     ended,
     heard,
     held_call,
@@ -89,12 +91,7 @@ async def test_three_unknown_codes_end_not_found(ivrpay: Ivrpay) -> None:
 
     ended(record, "NOT_FOUND", None, callback="PJSIP/2002")
     assert heard(record) == [
-        "enter_code",
-        "code_not_found",
-        "enter_code",
-        "code_not_found",
-        "enter_code",
-        "payment_not_found",
+        *NOT_FOUND_PROMPTS,
     ]
     assert (await ivrpay.payment(payment["id"]))["status"] == "pending"
 
@@ -213,7 +210,7 @@ class TestPaymentsThatCannotBeTaken:
         record = await ivrpay.call(pay_keys(), code=payment["code"])
 
         ended(record, "EXPIRED", payment)
-        assert heard(record) == ["expired", "connecting_back"]
+        assert heard(record) == back("expired")
         assert (await ivrpay.payment(payment["id"]))["status"] == "expired"
 
     async def test_past_its_expiry_but_not_yet_swept(self, ivrpay: Ivrpay) -> None:
@@ -222,7 +219,7 @@ class TestPaymentsThatCannotBeTaken:
         record = await ivrpay.call(pay_keys(), code=payment["code"])
 
         ended(record, "EXPIRED", payment)
-        assert heard(record) == ["expired", "connecting_back"]
+        assert heard(record) == back("expired")
         assert (await ivrpay.payment(payment["id"]))["status"] == "pending"
 
     async def test_already_paid(self, ivrpay: Ivrpay) -> None:
@@ -233,7 +230,7 @@ class TestPaymentsThatCannotBeTaken:
 
         record = await ivrpay.call(pay_keys("5555555555554444"), code=payment["code"])
         ended(record, "SUCCEEDED", payment)
-        assert heard(record) == ["already_paid", "connecting_back"]
+        assert heard(record) == back("already_paid")
         after = await ivrpay.payment(payment["id"])
         assert after["card"] == {"brand": "VISA", "last4": "1111"}
         assert after["executions"] == paid["executions"]
@@ -248,7 +245,7 @@ class TestPaymentsThatCannotBeTaken:
 
         second = await ivrpay.call(pay_keys(), code=payment["code"])
         ended(second, "IN_USE", payment, callback="PJSIP/1001")
-        assert heard(second) == ["in_use", "connecting_back"]
+        assert heard(second) == back("in_use")
         assert (await ivrpay.payment(payment["id"]))["status"] == "in_call"
 
         held.release()
@@ -287,7 +284,7 @@ async def test_canceled_through_the_api_while_the_caller_is_in_the_ivr(ivrpay: I
     ended(record, "CANCELED", payment, callback="PJSIP/1001")
     prompts = heard(record)
     # The expiry is taken, then at the next step the caller is told.
-    assert prompts[-3:] == ["enter_expiry", "canceled", "connecting_back"]
+    assert prompts[-3:] == back("enter_expiry", "canceled")
     assert "please_wait" not in prompts
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "canceled"

@@ -7,14 +7,17 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.callkit import (
+    CARD_PROMPTS,
     EXPIRY,
     GREETING,
+    REGISTER_CARD_PROMPTS,
     VISA,
     confirm_prompts,
     ended,
     heard,
     keyed_call,
     pay_keys,
+    result_prompts,
 )
 from tests.e2e.conftest import Ivrpay
 
@@ -29,29 +32,21 @@ async def test_hash_after_full_length_entries(ivrpay: Ivrpay, carry_over: bool) 
     if carry_over:
         # The '#' stops the next prompt at once (an empty GET DATA) and is ignored once.
         assert prompts[n:] == [
-            "enter_card",
-            "enter_expiry",
-            "enter_security_code",
+            *CARD_PROMPTS,
             "enter_security_code",
             "confirm_card_ending",
             "confirm_card_ending",
             *confirm_prompts("1111")[1:],
-            "please_wait",
-            "paid",
-            "connecting_back",
+            *result_prompts("paid"),
         ]
         interrupted = [p.file for p in record.prompts if p.interrupted]
         assert interrupted == ["ivrpay/enter_security_code", "ivrpay/confirm_card_ending"]
     else:
         assert record.dropped_keys == 3
         assert prompts[n:] == [
-            "enter_card",
-            "enter_expiry",
-            "enter_security_code",
+            *CARD_PROMPTS,
             *confirm_prompts("1111"),
-            "please_wait",
-            "paid",
-            "connecting_back",
+            *result_prompts("paid"),
         ]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
@@ -88,8 +83,7 @@ async def test_a_nineteen_digit_number_and_its_hash(ivrpay: Ivrpay) -> None:
         "enter_card",
         "brand_not_accepted",
         "brand_not_accepted",
-        "enter_card",
-        "enter_expiry",
+        *REGISTER_CARD_PROMPTS,
     ]
 
 
@@ -110,9 +104,7 @@ async def test_barge_in_during_an_error_prompt_keeps_every_key(ivrpay: Ivrpay) -
         "security_code_invalid",
         "silence",
         *confirm_prompts("1111"),
-        "please_wait",
-        "paid",
-        "connecting_back",
+        *result_prompts("paid"),
     ]
     assert [p.interrupted for p in record.prompts if p.file.endswith("_invalid")] == [True] * 3
     after = await ivrpay.payment(payment["id"])
@@ -140,9 +132,7 @@ async def test_barge_in_at_the_confirmation(ivrpay: Ivrpay) -> None:
     assert prompts[-5:] == [
         "enter_security_code",
         "confirm_card_ending",
-        "please_wait",
-        "paid",
-        "connecting_back",
+        *result_prompts("paid"),
     ]
 
 
@@ -153,8 +143,7 @@ async def test_digits_ended_by_the_timeout_are_an_entry(ivrpay: Ivrpay) -> None:
     n = len(GREETING["en"])
     # The number is taken; "12" is a (wrong) expiry, not silence; then silence.
     assert prompts[n : n + 5] == [
-        "enter_card",
-        "enter_expiry",
+        *REGISTER_CARD_PROMPTS,
         "expiry_invalid",
         "enter_expiry",
         "no_input",

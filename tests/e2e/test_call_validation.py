@@ -8,15 +8,19 @@ from typing import Any
 import pytest
 
 from tests.e2e.callkit import (
+    CARD_PROMPTS,
     EXPIRY,
     GREETING,
+    REGISTER_CARD_PROMPTS,
     VISA,
+    back,
     confirm_prompts,
     ended,
     heard,
     keyed_call,
     past_expiry,
     pay_keys,
+    result_prompts,
 )
 from tests.e2e.conftest import Ivrpay
 
@@ -43,8 +47,7 @@ async def test_a_bad_card_number_then_a_good_one(
         *GREETING["en"],
         "enter_card",
         error,
-        "enter_card",
-        "enter_expiry",
+        *REGISTER_CARD_PROMPTS,
     ]
     after = await ivrpay.payment(payment["id"])
     assert after["status"] == "succeeded"
@@ -126,7 +129,7 @@ async def test_the_attempt_limit_fails_the_payment(
     ended(record, "FAILED", payment, callback="SIP/7")
     prompts = heard(record)
     # The third failure is not told field by field: the call ends.
-    assert prompts[-2:] == ["input_failed", "connecting_back"]
+    assert prompts[-2:] == back("input_failed")
     assert "please_wait" not in prompts
     if last_error:
         assert prompts.count(last_error) == 2
@@ -147,8 +150,7 @@ async def test_silence_replays_the_prompt_and_uses_an_attempt(ivrpay: Ivrpay) ->
     assert prompts[n : n + 7] == [
         "enter_card",
         "no_input",
-        "enter_card",
-        "enter_expiry",
+        *REGISTER_CARD_PROMPTS,
         "no_input",
         "enter_expiry",
         "enter_security_code",
@@ -164,8 +166,7 @@ async def test_a_star_replays_the_prompt_without_using_an_attempt(ivrpay: Ivrpay
     n = len(GREETING["en"])
     assert prompts[n : n + 6] == [
         "enter_card",
-        "enter_card",
-        "enter_expiry",
+        *REGISTER_CARD_PROMPTS,
         "enter_expiry",
         "enter_security_code",
         "enter_security_code",
@@ -183,17 +184,11 @@ async def test_two_at_the_confirmation_starts_again_from_the_card_number(ivrpay:
     prompts = heard(record)
     n = len(GREETING["en"])
     assert prompts[n:] == [
-        "enter_card",
-        "enter_expiry",
-        "enter_security_code",
+        *CARD_PROMPTS,
         *confirm_prompts("1111"),
-        "enter_card",
-        "enter_expiry",
-        "enter_security_code",
+        *CARD_PROMPTS,
         *confirm_prompts("4444"),
-        "please_wait",
-        "paid",
-        "connecting_back",
+        *result_prompts("paid"),
     ]
     after = await ivrpay.payment(payment["id"])
     assert after["card"] == {"brand": "MASTERCARD", "last4": "4444"}
@@ -230,11 +225,8 @@ class TestConfiguration:
         assert heard(record)[n:] == [
             "enter_card",
             "brand_not_accepted",
-            "enter_card",
-            "enter_expiry",
-            "please_wait",
-            "paid",
-            "connecting_back",
+            *REGISTER_CARD_PROMPTS,
+            *result_prompts("paid"),
         ]
         after = await ivrpay.payment(payment["id"])
         assert after["card"] == {"brand": "JCB", "last4": "0000"}
@@ -242,7 +234,7 @@ class TestConfiguration:
 
     async def test_attempts_setting_is_the_limit(self, ivrpay: Ivrpay) -> None:
         payment, record = await keyed_call(ivrpay, [f"{VISA}#", "_", "0099"], "FAILED")
-        assert heard(record)[-4:] == ["no_input", "enter_expiry", "input_failed", "connecting_back"]
+        assert heard(record)[-4:] == back("no_input", "enter_expiry", "input_failed")
         after = await ivrpay.payment(payment["id"])
         assert after["error"]["code"] == "invalid_expiry"
         assert after["progress"]["attempts"] == {"expiry": 2}
