@@ -76,6 +76,8 @@ class Settings:
     callback_pattern: str = DEFAULT_CALLBACK_PATTERN
     max_calls: int = 500
     ami_url: str | None = None
+    # Listen-in by default for payments registered with an operator (operator.listen_in).
+    listen_in: bool = False
     secret_key: str | None = None
     lease_s: float = 30.0
     drain_s: float = 30.0
@@ -146,6 +148,7 @@ class Settings:
             callback_pattern=r.regex("IVRPAY_CALLBACK_PATTERN", d.callback_pattern),
             max_calls=r.integer("IVRPAY_MAX_CALLS", d.max_calls, 1, 100000),
             ami_url=r.text("IVRPAY_AMI_URL"),
+            listen_in=r.onoff("IVRPAY_LISTEN_IN", d.listen_in),
             secret_key=r.text("IVRPAY_SECRET_KEY"),
             lease_s=r.number("IVRPAY_LEASE_S", d.lease_s, 0.05, 3600),
             drain_s=r.number("IVRPAY_DRAIN_S", d.drain_s, 0, 3600),

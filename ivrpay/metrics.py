@@ -40,6 +40,11 @@ TAKE_BACKS = Counter(
     "Take-backs by outcome (ok, conflict, refused, unknown, unavailable).",
     ["outcome"],
 )
+LISTEN_INS = Counter(
+    "ivrpay_listen_ins_total",
+    "Listen-in starts by outcome (ok, conflict, refused, unknown, unavailable).",
+    ["outcome"],
+)
 SSE_STREAMS = Gauge("ivrpay_sse_streams", "Open payment event streams.")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -350,7 +350,7 @@ class AmiLink:
                 return f"ping: {_describe(exc)}"
 
     # -- actions --------------------------------------------------------------------------------
-    async def _send(self, action: Mapping[str, Any]) -> Message:
+    async def _send(self, action: Mapping[str, Any], *, whole: bool = False) -> Any:
         m = self._manager
         if m is None or m.protocol is None or m.protocol.closed:
             raise AmiUnavailable("no AMI link")
@@ -366,7 +366,7 @@ class AmiLink:
             reply = await asyncio.wait_for(asyncio.shield(future), self.action_timeout_s)
         except TimeoutError:
             raise AmiTimeout(f"{fields.get('Action')}: no answer in time") from None
-        if isinstance(reply, list):  # a list-style answer: its first message decides
+        if isinstance(reply, list) and not whole:  # a list-style answer: its first decides
             reply = reply[0]
         return reply
 
@@ -382,6 +382,50 @@ class AmiLink:
         if not _ok(reply):
             raise AmiRefused(str(fields.get("Action")), str(reply.get("Message") or "refused"))
         return reply
+
+    async def channels(self) -> list[Message]:
+        """Every channel of the PBX (``Status``: one event per channel, with ``BridgeID``).
+        ``Status`` needs only the ``call`` class, where ``CoreShowChannels`` wants ``system``."""
+        if not self.connected:
+            raise AmiUnavailable(f"AMI link down: {self.detail}")
+        reply = await self._send({"Action": "Status", "AllVariables": "false"}, whole=True)
+        messages = reply if isinstance(reply, list) else [reply]
+        if not _ok(messages[0]):
+            raise AmiRefused("Status", str(messages[0].get("Message") or "refused"))
+        return [m for m in messages[1:] if str(m.get("Event", "")).lower() == "status"]
+
+    async def getvar(self, channel: str, variable: str) -> str:
+        """A channel variable or function (``PJSIP_DTMF_MODE()``) of ``channel``."""
+        reply = await self.action({"Action": "Getvar", "Channel": channel, "Variable": variable})
+        value = reply.get("Value")
+        return "" if value in (None, "(null)") else str(value)
+
+    async def redirect_both(
+        self,
+        first: tuple[str, str, str, Mapping[str, str]],
+        second: tuple[str, str, str, Mapping[str, str]],
+    ) -> None:
+        """Move two channels at once, each ``(channel, context, exten, variables)``: one
+        ``Redirect`` with ``ExtraChannel``, so that a bridge between them is never left with one
+        side alone. The variables are set first."""
+        for channel, _context, _exten, variables in (first, second):
+            for name, value in variables.items():
+                await self.action(
+                    {"Action": "Setvar", "Channel": channel, "Variable": name, "Value": value}
+                )
+        await self.action(
+            {
+                "Action": "Redirect",
+                "Channel": first[0],
+                "Context": first[1],
+                "Exten": first[2],
+                "Priority": "1",
+                "ExtraChannel": second[0],
+                "ExtraContext": second[1],
+                "ExtraExten": second[2],
+                "ExtraPriority": "1",
+            }
+        )
 
     async def redirect(
         self,

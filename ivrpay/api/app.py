@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from ivrpay import store
-from ivrpay.api import events, keys, ops, payments, takeback
+from ivrpay.api import events, keys, listenin, ops, payments, takeback
 from ivrpay.api.middleware import auth_middleware, metrics_middleware, problem_middleware
 from ivrpay.api.openapi import API_PREFIX, build_openapi
 from ivrpay.config import Settings
@@ -78,6 +78,7 @@ def init_app(
     api.router.add_routes(payments.routes)
     api.router.add_routes(events.routes)
     api.router.add_routes(takeback.routes)
+    api.router.add_routes(listenin.routes)
     api.router.add_get("/openapi.json", ops.openapi_document)
     app.add_subapp(API_PREFIX, api)
 

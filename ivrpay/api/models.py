@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 from ivrpay.api.problems import FieldError
 from ivrpay.api.schema import (
     IGNORED,
+    Bool,
     Choice,
     Int,
     Json,
@@ -73,6 +74,15 @@ class Operator:
             description="Dial string the caller goes back to; matches IVRPAY_CALLBACK_PATTERN.",
         ),
         required=True,
+    )
+    listen_in: bool = arg(
+        Bool(),
+        default=lambda s: s.listen_in,
+        description=(
+            "Listen-in: instead of a blind transfer, the operator starts the card entry "
+            "(POST /payments/{id}/listen-in) and stays on the line without hearing a key. "
+            "Default: IVRPAY_LISTEN_IN."
+        ),
     )
 
 
@@ -163,6 +173,7 @@ class PaymentError:
 class PaymentOperator:
     id: str | None
     callback: str
+    listen_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,6 +231,19 @@ class TakenBack:
 
 
 @dataclass(frozen=True)
+class ListenIn:
+    """The operator listened in (issue 14): who started it and when, the two channels, the
+    ivrpay process whose AMI link moved them (null until sent), and when the IVR call ended."""
+
+    by: str
+    at: Time
+    operator_channel: str
+    caller_channel: str
+    process: str | None = None
+    ended_at: Time | None = None
+
+
+@dataclass(frozen=True)
 class Payment:
     """A payment: every field is always there (null when it does not apply yet)."""
 
@@ -249,6 +273,7 @@ class Payment:
     settlement: Annotated[str, Json(enum=list(SETTLEMENTS))] | None
     cancel_requested: bool
     taken_back: TakenBack | None
+    listen_in: ListenIn | None
     needs_review: bool
     created_at: Time
     updated_at: Time
@@ -330,6 +355,14 @@ class Check:
 @dataclass(frozen=True)
 class TakeBackAnswer:
     """202 of POST /payments/{id}/take-back: the payment, and the process that redirected."""
+
+    payment: Payment
+    redirected_by: str
+
+
+@dataclass(frozen=True)
+class ListenInAnswer:
+    """202 of POST /payments/{id}/listen-in: the payment, and the process that redirected."""
 
     payment: Payment
     redirected_by: str

@@ -47,7 +47,9 @@ _RESPONSES: tuple[tuple[type, bool], ...] = (
     (m.HealthChecks, False),
     (m.Check, False),
     (m.TakenBack, False),
+    (m.ListenIn, False),
     (m.TakeBackAnswer, False),
+    (m.ListenInAnswer, False),
 )
 # The create body keeps its published name.
 _NAMES = {"NewPayment": "PaymentCreate"}
@@ -160,6 +162,32 @@ def _take_back_operation() -> dict[str, Any]:
             ),
             504: {
                 "description": "The PBX did not answer the redirect; it may have happened.",
+                "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            },
+        },
+    )
+    del op["responses"]["200"]
+    return op
+
+
+def _listen_in_operation() -> dict[str, Any]:
+    """POST /payments/{id}/listen-in (issue 14): an action answered 202 with the process."""
+    op = _action(
+        "listenInPayment",
+        "Start the card entry of a pending payment registered with operator.listen_in while the "
+        "operator is on the phone with the caller: one AMI Redirect moves the caller into the "
+        "IVR and the operator onto a ChanSpy leg (whisper), hearing prompts and caller but no "
+        "key; both are bridged back together when the IVR ends. 409 when the payment is not for "
+        "listen-in or not pending, or the operator's phone is not on one two-party call; 503 "
+        "when this process has no AMI link; 504 when the PBX did not answer.",
+        {
+            202: _json(
+                "Both channels moved; the call claims the payment as after a transfer.",
+                _ref("ListenInAnswer"),
+                _REPLAYED_HEADER,
+            ),
+            504: {
+                "description": "The PBX did not answer; the caller may be in the IVR already.",
                 "content": {"application/problem+json": {"schema": _ref("Problem")}},
             },
         },
@@ -324,6 +352,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         },
         f"{p}/payments/{{id}}/take-back": {
             "post": _take_back_operation(),
+        },
+        f"{p}/payments/{{id}}/listen-in": {
+            "post": _listen_in_operation(),
         },
         f"{p}/payments/{{id}}/capture": {
             "post": _action(

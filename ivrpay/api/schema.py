@@ -201,6 +201,24 @@ class Choice(Kind):
 
 
 @dataclasses.dataclass(frozen=True)
+class Bool(Kind):
+    """true or false (never 0/1 or a string: a typo must not switch a mode)."""
+
+    json_type = "boolean"
+
+    def check(self, value: Any, settings: Settings | None = None) -> Any:
+        self.check_type(value)
+        return value
+
+    def check_type(self, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise Invalid("must be true or false")
+
+    def schema(self, settings: Settings) -> Schema:
+        return {"type": "boolean"}
+
+
+@dataclasses.dataclass(frozen=True)
 class JsonObject(Kind):
     """Any JSON object fit to keep, at most ``max_bytes`` as compact JSON."""
 

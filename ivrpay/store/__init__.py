@@ -144,6 +144,13 @@ Background (``ivrpay.store.background``) — all with FOR UPDATE SKIP LOCKED
                                     Conflict("registration_not_pending")
     purge_idempotency_keys(db, *, now) -> int
 
+Listen-in (``ivrpay.store.listenin``)
+    listen_in_conflict(snapshot) -> str | None          pure: the Conflict code mark would raise
+    mark_listen_in(db, payment_id, *, by, operator_channel, caller_channel, now) -> dict
+                                    pending, registered for listen-in: listen_in {by, at, ...};
+                                    Conflict "not_listen_in" | "not_pending" | "already_listening"
+    confirm_listen_in / clear_listen_in(db, payment_id, *, at, ...)   sent by / the redirect failed
+
 Take-back (``ivrpay.store.takeback``)
     take_back_conflict(snapshot) -> str | None          pure: the Conflict code mark would raise
     mark_taken_back(db, payment_id, *, by, now) -> tuple[dict, str]
@@ -271,6 +278,12 @@ from ivrpay.store.errors import (
     TakenBack,
     TooManyAttempts,
 )
+from ivrpay.store.listenin import (
+    clear_listen_in,
+    confirm_listen_in,
+    listen_in_conflict,
+    mark_listen_in,
+)
 from ivrpay.store.migrations import migrate
 from ivrpay.store.notify import PaymentListener
 from ivrpay.store.payments import (
@@ -348,7 +361,9 @@ __all__ = [
     "claim_reconciliations",
     "claim_redirects",
     "claim_registrations",
+    "clear_listen_in",
     "clear_taken_back",
+    "confirm_listen_in",
     "confirm_taken_back",
     "count_webhook_backlog",
     "create_api_client",
@@ -379,6 +394,8 @@ __all__ = [
     "list_gateway_calls",
     "list_payments",
     "list_users",
+    "listen_in_conflict",
+    "mark_listen_in",
     "mark_needs_review",
     "mark_taken_back",
     "migrate",

@@ -260,10 +260,19 @@ def snapshot(row: Mapping[str, Any], executions: list[dict[str, Any]]) -> dict[s
         "settlement": row["settlement"],
         "cancel_requested": row["cancel_requested"],
         "taken_back": row["taken_back"],
+        "listen_in": _listen_in(row),
         "needs_review": row["needs_review"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
+
+
+def _listen_in(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    value = row["listen_in"]
+    if value is None:
+        return None
+    # It lasts as long as the IVR call it started.
+    return {**value, "ended_at": row["call_ended_at"]}
 
 
 async def snapshots(conn: asyncpg.Connection, rows: Sequence[Mapping[str, Any]]) -> list[dict]:

@@ -92,6 +92,51 @@ WORDS: dict[str, tuple[str, str]] = {
     "last4": ("下4桁", "Last 4"),
     "cancel": ("キャンセル", "Cancel"),
     "take_back": ("通話を引き戻す", "Take the caller back"),
+    "listen_in": ("通話したままカード入力を開始", "Start card entry and stay on the line"),
+    "listen_in_option": (
+        "通話したままカード入力（転送しない・番号は聞こえません）",
+        "Stay on the line during card entry (no transfer; you never hear the keys)",
+    ),
+    "listen_in_hint": (
+        "お客様と通話中に「通話したままカード入力を開始」を押してください。",
+        "While you are talking to the caller, press \u201cStart card entry and stay on the "
+        "line\u201d.",
+    ),
+    "listening_note": (
+        "お客様はカード入力中です。ガイダンスとお客様の声は聞こえますが、押したボタンの音は"
+        "聞こえません。入力が終わると通話に戻ります。",
+        "The caller is keying the card: you hear the prompts and the caller, never the keys, "
+        "and are back with the caller when it ends.",
+    ),
+    "listen_in_disabled": (
+        "通話したままの入力は使えません（AMIが設定されていません）。",
+        "Listen-in is not available (AMI is not configured).",
+    ),
+    "done_listen_in": (
+        "カード入力を開始しました。",
+        "Card entry started: you are listening in.",
+    ),
+    "not-listen-in": (
+        "この決済は転送で受け付けます。",
+        "This payment is for a blind transfer.",
+    ),
+    "not-pending": (
+        "この決済はお客様を待っていません。",
+        "The payment is not waiting for its caller.",
+    ),
+    "already-listening": ("カード入力は開始済みです。", "Card entry has started already."),
+    "operator-not-on-a-call": (
+        "あなたの電話はお客様と通話中ではありません。",
+        "Your phone is not on a call with the caller.",
+    ),
+    "operator-on-several-calls": (
+        "あなたの電話が複数の通話中です。他の通話を終えてください。",
+        "Your phone is on several calls: end the others first.",
+    ),
+    "not-a-two-party-call": (
+        "会議通話では使えません。お客様と1対1で通話してください。",
+        "Not in a conference: talk to the caller alone.",
+    ),
     "take_back_disabled": (
         "引き戻しは使えません（AMIが設定されていません）。",
         "Take-back is not available (AMI is not configured).",
@@ -115,8 +160,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "not-in-ivr": ("お客様は自動音声にいません。", "The caller is not in the IVR."),
     "already-taken-back": ("すでに引き戻し中です。", "The caller is being taken back already."),
     "ami-unavailable": (
-        "AMIにつながらないため引き戻せません。",
-        "Take-back is unavailable: no AMI link to the PBX.",
+        "AMIにつながらないため使えません。",
+        "Not available: no AMI link to the PBX.",
     ),
     "ami-outcome-unknown": (
         "PBXから応答がありません。お客様が戻るか確認してください。",

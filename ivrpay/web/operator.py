@@ -20,6 +20,7 @@ from aiohttp import web
 from ivrpay import store
 from ivrpay.api import keys
 from ivrpay.api.events import stream_payment
+from ivrpay.api.listenin import listen_in
 from ivrpay.api.payments import create_new_payment, settle_payment
 from ivrpay.api.problems import Problem
 from ivrpay.api.takeback import take_back
@@ -194,7 +195,12 @@ def form_body(form: Any, user: dict[str, Any]) -> dict[str, Any]:
     if body.get("operation") == "register":
         for name in ("amount", "tax", "job", "method", "pay_times"):
             body.pop(name, None)
-    body["operator"] = {"id": user["name"], "callback": str(form.get("callback") or "").strip()}
+    body["operator"] = {
+        "id": user["name"],
+        "callback": str(form.get("callback") or "").strip(),
+        # An unticked box sends nothing: the form always says which it is.
+        "listen_in": form.get("listen_in") == "on",
+    }
     return body
 
 
@@ -203,7 +209,11 @@ def form_body(form: Any, user: dict[str, Any]) -> dict[str, Any]:
 async def new_payment_form(request: web.Request) -> web.StreamResponse:
     _, _, settings = deps(request)
     user = request[SESSION]["user"]
-    values = {"callback": user.get("callback") or "", "language": settings.default_language}
+    values = {
+        "callback": user.get("callback") or "",
+        "language": settings.default_language,
+        "listen_in": "on" if settings.listen_in else "",
+    }
     return render(request, "new.html", **_form_context(settings, values, {}))
 
 
@@ -213,7 +223,9 @@ async def new_payment(request: web.Request) -> web.StreamResponse:
     pool, clock, settings = deps(request)
     user = request[SESSION]["user"]
     form = await request.post()
-    values = {k: str(form.get(k) or "") for k in (*FORM_FIELDS, "language", "callback")}
+    values = {
+        k: str(form.get(k) or "") for k in (*FORM_FIELDS, "language", "callback", "listen_in")
+    }
     body = form_body(form, user)
     try:
         new = parse_new_payment(body, settings)
@@ -322,6 +334,20 @@ async def take_back_caller(request: web.Request) -> web.StreamResponse:
         log.info("screen.take_back_refused", status=problem.status, problem=problem.slug)
         raise web.HTTPSeeOther(f"{base}?failed={problem.slug or problem.status}") from None
     raise web.HTTPSeeOther(f"{base}?done=take_back")
+
+
+@routes.post("/payments/{id}/listen-in")
+@page()
+async def listen_in_start(request: web.Request) -> web.StreamResponse:
+    """Start the card entry while this operator listens in (the API's listen-in)."""
+    payment = await _payment_or_404(request)
+    base = f"/payments/{payment['id']}"
+    try:
+        await listen_in(request.config_dict, payment["id"], actor(request))
+    except Problem as problem:
+        log.info("screen.listen_in_refused", status=problem.status, problem=problem.slug)
+        raise web.HTTPSeeOther(f"{base}?failed={problem.slug or problem.status}") from None
+    raise web.HTTPSeeOther(f"{base}?done=listen_in")
 
 
 # -- today's payments -------------------------------------------------------------------------

@@ -272,11 +272,14 @@ PRODUCT_PAYMENT = (
 PRODUCT_PARTS = {
     "executions": {"order_id", "started_at", "outcome", "error"},
     "registration": {"status", "card_seq", "error"},
-    "operator": {"id", "callback"},
+    # product.md, listen-in: "operator.listen_in: true" on create.
+    "operator": {"id", "callback", "listen_in"},
     # product.md, take-back: "taken_back {by, at}"; process names who redirected (issue 11).
     "taken_back": {"by", "at", "process"},
+    # The listen-in that started the card entry (issue 14; product.md is silent on its record).
+    "listen_in": {"by", "at", "operator_channel", "caller_channel", "process", "ended_at"},
 }
-PRODUCT_EXTRA = {"settlement", "cancel_requested", "taken_back", "needs_review"}
+PRODUCT_EXTRA = {"settlement", "cancel_requested", "taken_back", "listen_in", "needs_review"}
 
 
 def _spec_fields(text: str) -> dict[str, set[str]]:

@@ -59,7 +59,7 @@ async def test_create_answers_the_payment(client: TestClient, auth: dict, clock:
         "charge",
     )
     assert p["language"] == "ja" and p["metadata"] == {"customer": "山田", "n": 1}
-    assert p["operator"] == {"id": "op-1", "callback": "PJSIP/1001"}
+    assert p["operator"] == {"id": "op-1", "callback": "PJSIP/1001", "listen_in": False}
     assert len(p["code"]) == 6 and p["code"].isdigit() and p["transfer_to"] == "8" + p["code"]
     assert parse_time(p["created_at"]) == clock.now
     assert parse_time(p["expires_at"]) == clock.now + timedelta(seconds=1800)

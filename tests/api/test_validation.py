@@ -55,7 +55,7 @@ def test_every_field_accepted() -> None:
         metadata={"k": ["v", 1, None, True]},
     )
     assert p.member_id == "m_1.a@b-c" and p.pay_times == 3 and p.language == "en"
-    assert p.operator == {"id": "op-7", "callback": "PJSIP/1001"}
+    assert p.operator == {"id": "op-7", "callback": "PJSIP/1001", "listen_in": False}
 
 
 def test_null_counts_as_not_given() -> None:

@@ -494,6 +494,8 @@ class Channel:
         globals_: Mapping[str, str] | None = None,
         agi: AgiHandler | None = None,
         dial_results: Mapping[str, str] | None = None,
+        bridge_results: Mapping[str, str] | None = None,
+        spy_ends: str = "hangup",
         max_steps: int = 500,
     ) -> None:
         self.dialplan = dialplan
@@ -501,6 +503,13 @@ class Channel:
         self.globals: dict[str, str] = dict(globals_ or {})
         self.agi = agi or (lambda channel, args: "SUCCESS")
         self.dial_results = dict(dial_results or {})
+        # Bridge(channel): BRIDGERESULT per channel (NONEXISTENT when absent: it hung up).
+        self.bridge_results = dict(bridge_results or {})
+        # How a ChanSpy ends: "hangup" (the spied channel ended: E), "bridged" (another channel
+        # bridged this one, which leaves the dialplan here), "gone" (this channel hung up).
+        self.spy_ends = spy_ends
+        self.bridges: list[str] = []
+        self.spied: list[list[str]] = []
         self.max_steps = max_steps
         self.trace: list[tuple[str, str, str]] = []  # (context, application, substituted data)
         self.agi_calls: list[list[str]] = []
@@ -722,6 +731,20 @@ class Channel:
         self.vars["DIALSTATUS"] = self.dial_results.get(args[0], "NOANSWER")
         if self.vars["DIALSTATUS"] == "CANCEL":
             raise _CallerGone
+
+    def _app_bridge(self, data: str) -> None:
+        args = split_args(data)
+        self.bridges.append(args[0])
+        # SUCCESS: the bridge happened and is over (the other side hung up): go on.
+        self.vars["BRIDGERESULT"] = self.bridge_results.get(args[0], "NONEXISTENT")
+
+    def _app_chanspy(self, data: str) -> str | None:
+        self.spied.append(split_args(data))
+        if self.spy_ends == "gone":
+            raise _CallerGone
+        if self.spy_ends == "bridged":
+            return "stop"  # the channel left for the bridge; its dialplan does not go on here
+        return None
 
     # what happened ---------------------------------------------------------------------------
     def apps(self) -> list[str]:

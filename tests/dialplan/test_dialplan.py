@@ -76,7 +76,13 @@ def test_substring_and_regex_helpers_match_asterisk() -> None:
 
 
 def test_contexts_and_extensions(dialplan: Dialplan) -> None:
-    assert set(dialplan.contexts) == {"ivrpay-transfer", "ivrpay", "ivrpay-takeback", "ivrpay-dial"}
+    assert set(dialplan.contexts) == {
+        "ivrpay-transfer",
+        "ivrpay",
+        "ivrpay-takeback",
+        "ivrpay-dial",
+        "ivrpay-spy",
+    }
     # The included context holds the transfer target alone, so no h leaks into the includer.
     assert list(dialplan.contexts["ivrpay-transfer"]) == [PAY]
     (goto,) = dialplan.steps("ivrpay-transfer", PAY)

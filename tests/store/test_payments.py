@@ -27,7 +27,7 @@ PAYMENT_KEYS = {
     "id", "order_id", "amount", "tax", "job", "method", "pay_times", "operation", "member_id",
     "language", "metadata", "status", "code", "transfer_to", "expires_at", "operator", "progress",
     "executions", "card", "result", "registration", "error", "call", "settlement",
-    "cancel_requested", "taken_back", "needs_review", "created_at", "updated_at",
+    "cancel_requested", "taken_back", "listen_in", "needs_review", "created_at", "updated_at",
 }  # fmt: skip
 
 

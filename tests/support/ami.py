@@ -40,6 +40,10 @@ class AmiStandIn:
     username: str = "ivrpay"
     secret: str = "s3cret"
     channels: set[str] = field(default_factory=set)  # channels that exist (Redirect, Setvar)
+    # channel -> BridgeID for the channels in a bridge (Status lists them with it)
+    bridges: dict[str, str] = field(default_factory=dict)
+    # channel -> PJSIP_DTMF_MODE() (Getvar); rfc4733 when absent, as Asterisk's default
+    dtmf_modes: dict[str, str] = field(default_factory=dict)
     refuse_logins: bool = False
     host: str = "127.0.0.1"
     port: int = 0
@@ -203,12 +207,66 @@ class AmiStandIn:
                 return error(f"No such channel: {h.get('Channel')}")
             self.variables[(h["Channel"], h.get("Variable", ""))] = h.get("Value", "")
             return [{"Response": "Success", **aid, "Message": "Variable Set"}]
+        if name == "getvar":
+            channel, variable = h.get("Channel", ""), h.get("Variable", "")
+            if channel not in self.channels:
+                return error("No such channel")
+            if variable == "PJSIP_DTMF_MODE()":
+                value = self.dtmf_modes.get(channel, "rfc4733")
+            else:
+                value = self.variables.get((channel, variable), "")
+            return [{"Response": "Success", **aid, "Variable": variable, "Value": value}]
         if name == "redirect":
             if not h.get("Channel"):
                 return error("Channel not specified")
             if h["Channel"] not in self.channels:
                 return error(f"Channel does not exist: {h['Channel']}")
+            extra = h.get("ExtraChannel")
+            if extra is not None:
+                # manager.c: a dual redirect checks both channels before moving either.
+                if extra not in self.channels:
+                    return error(f"ExtraChannel does not exist: {extra}")
+                for name_ in ("ExtraContext", "ExtraExten", "ExtraPriority"):
+                    if not h.get(name_):
+                        return error(f"{name_} not specified")
+                self.bridges.pop(extra, None)
+                self.bridges.pop(h["Channel"], None)
+                return [{"Response": "Success", **aid, "Message": "Dual Redirect successful"}]
+            self.bridges.pop(h["Channel"], None)
             return [{"Response": "Success", **aid, "Message": "Redirect successful"}]
+        if name == "status":
+            # manager.c action_status: an event list, one Status event per channel.
+            replies = [
+                {
+                    "Response": "Success",
+                    **aid,
+                    "EventList": "start",
+                    "Message": "Channel status will follow",
+                }
+            ]
+            for channel in sorted(self.channels):
+                replies.append(
+                    {
+                        "Event": "Status",
+                        "Privilege": "Call",
+                        "Channel": channel,
+                        "ChannelState": "6",
+                        "ChannelStateDesc": "Up",
+                        "Uniqueid": f"1733.{len(replies)}",
+                        "BridgeID": self.bridges.get(channel, ""),
+                        **aid,
+                    }
+                )
+            replies.append(
+                {
+                    "Event": "StatusComplete",
+                    **aid,
+                    "EventList": "Complete",
+                    "ListItems": str(len(replies) - 1),
+                    "Items": str(len(replies) - 1),
+                }
+            )
+            return replies
         if name == "originate":
             replies = [{"Response": "Success", **aid, "Message": "Originate successfully queued"}]
             if h.get("Async", "").lower() == "true":

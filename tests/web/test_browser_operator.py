@@ -31,6 +31,8 @@ async def register(page: Any, order_id: str, amount: str = "12800", **fields: st
     for name, value in fields.items():
         if name in ("job", "operation", "language", "method"):
             await page.select_option(f"#{name}", value)
+        elif name == "listen_in":
+            await (page.check if value == "on" else page.uncheck)("#listen_in")
         else:
             await page.fill(f"#{name}", value)
     if "callback" not in fields:

@@ -1,5 +1,6 @@
-"""The live page's take-back button (issue 11) with an AMI link to the stand-in: the operator
-clicks it while the caller keys the card, the PBX redirects the call, the page shows it."""
+"""The live page's AMI buttons with a link to the stand-in: take-back (issue 11) — the operator
+clicks it while the caller keys the card, the PBX redirects the call, the page shows it — and
+listen-in (issue 14)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 import pytest_asyncio
 
 from ivrpay import store
+from ivrpay.simulator.call import SimulatedCall
+from ivrpay.simulator.env import ChannelSpec
 from tests.support.ami import AmiStandIn
 from tests.web.conftest import CONSOLE_ERRORS, Screen, shot, signed_in_page
 from tests.web.test_browser_operator import EXPIRY, VISA, no_card_digits, register, wait_state
@@ -65,6 +68,56 @@ async def test_the_operator_takes_the_caller_back(
     assert after is not None and after["status"] == "abandoned"
     assert after["taken_back"]["by"] == "screen:opera"
     assert [a.name for a in standin.actions[-2:]] == ["Setvar", "Redirect"]
+    no_card_digits(await page.content(), VISA)
+    assert CONSOLE_ERRORS[page] == []
+    await page.context.close()
+
+
+async def test_the_operator_listens_in_to_an_approved_payment(
+    browser: Any, screen: Screen, standin: AmiStandIn
+) -> None:
+    """Listen-in (issue 14): registered with the box ticked, started from the live page while
+    the operator's phone is talking to the caller; the page follows the call to approved."""
+    assert screen.service.takeback is not None
+    await screen.service.takeback.link.wait_up()
+    operator, caller = "PJSIP/1001-0000007a", "PJSIP/trunk-0000007b"
+    standin.channels |= {operator, caller}
+    standin.bridges.update({operator: "b-7", caller: "b-7"})
+    page = await signed_in_page(browser, screen, "opera", "en")
+    pid = await register(page, "web-listen-1", listen_in="on")
+    assert "stay on the line" in (await page.inner_text("#panel")).lower()
+    code = await page.inner_text("#code")
+    calls: list[Any] = []
+
+    async def run_ivr(headers: dict[str, str]) -> None:
+        call = SimulatedCall(
+            "127.0.0.1",
+            screen.service.agi.port,
+            args=(headers["Exten"][1:], operator),
+            keys=[f"{VISA}#", EXPIRY, "123", "1"],
+            channel=ChannelSpec(channel=caller, language="en"),
+            sounds_dir=screen.settings.sounds_dir,
+        )
+        await call.start()
+        calls.append(call)
+
+    standin.on("Redirect", run_ivr)
+    await page.screenshot(path=shot("live-listen-in-ready"))
+    await page.click("#listen-in")
+    await page.wait_for_selector("#done")
+    assert "listening in" in await page.inner_text("#done")
+    await standin.until(lambda s: len(calls) == 1)
+    record = await calls[0].wait()
+    assert record.variables["IVRPAY_STATUS"] == "SUCCEEDED"
+    await page.wait_for_selector("#result[data-outcome=succeeded]")
+    assert await page.is_visible("#listening")
+    await page.screenshot(path=shot("live-listen-in-approved"))
+    after = await store.get_payment(screen.pool, pid)
+    assert after is not None and after["status"] == "succeeded"
+    assert after["listen_in"]["by"] == "screen:opera"
+    assert after["listen_in"]["caller_channel"] == caller and code == after["code"]
+    redirect = standin.named("Redirect")[-1]
+    assert (redirect["Channel"], redirect["ExtraChannel"]) == (caller, operator)
     no_card_digits(await page.content(), VISA)
     assert CONSOLE_ERRORS[page] == []
     await page.context.close()

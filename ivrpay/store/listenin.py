@@ -1,0 +1,108 @@
+"""Listen-in: the operator starts the card entry and listens on a spy leg (issue 14).
+
+The payment records ``listen_in {by, at, operator_channel, caller_channel, process}`` with one
+conditional update while it is still ``pending`` (no call has claimed it: the caller is with the
+operator); the AMI Redirect then moves the caller into the IVR, whose call claims the payment as
+after a transfer. A Redirect that failed clears the record again, so the operator can retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ivrpay.store._core import Db, aware, change, lock_existing, mask, payment_pk, transaction
+from ivrpay.store.errors import Conflict
+
+
+def _instant(now: datetime) -> str:
+    return now.astimezone(UTC).isoformat()
+
+
+def listen_in_conflict(snapshot: Mapping[str, Any]) -> str | None:
+    """Why the payment's card entry cannot be started by listen-in now (a Conflict code), or
+    None; pure, on a snapshot: :func:`mark_listen_in` checks the same on the locked row."""
+    if not (snapshot.get("operator") or {}).get("listen_in"):
+        return "not_listen_in"
+    if snapshot["status"] != "pending":
+        return "not_pending"
+    if snapshot.get("listen_in") is not None:
+        return "already_listening"
+    return None
+
+
+async def mark_listen_in(
+    db: Db,
+    payment_id: Any,
+    *,
+    by: str,
+    operator_channel: str,
+    caller_channel: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Record the start of a listen-in: the new snapshot. Conflict ``not_listen_in``,
+    ``not_pending`` (a call has it, or it ended), ``already_listening``; NotFound."""
+    aware(now)
+    pid = payment_pk(payment_id)
+    value = {
+        "by": mask(by, 200),
+        "at": _instant(now),
+        "operator_channel": mask(operator_channel, 200),
+        "caller_channel": mask(caller_channel, 200),
+        "process": None,
+    }
+    async with transaction(db) as conn:
+        row = await lock_existing(conn, pid)
+        if not (row["operator"] or {}).get("listen_in"):
+            raise Conflict("not_listen_in", "the payment was not registered for listen-in")
+        if row["status"] != "pending":
+            raise Conflict("not_pending", "the payment is not waiting for its caller")
+        if row["listen_in"] is not None:
+            raise Conflict("already_listening", "the listen-in has started already")
+        snap = await change(
+            conn,
+            pid,
+            now=now,
+            kind="listen_in",
+            from_statuses=["pending"],
+            where="listen_in IS NULL",
+            sets={"listen_in": value},
+            data={"by": value["by"]},
+        )
+        assert snap is not None  # the row is locked and was checked above
+        return snap
+
+
+async def confirm_listen_in(
+    db: Db, payment_id: Any, *, at: str, process: str, now: datetime
+) -> dict[str, Any] | None:
+    """The Redirect was sent by ``process`` (None: the record changed meanwhile)."""
+    aware(now)
+    async with transaction(db) as conn:
+        return await change(
+            conn,
+            payment_pk(payment_id),
+            now=now,
+            kind="listen_in_sent",
+            where=lambda a: f"listen_in->>'at' = {a(at)}",
+            sets={"listen_in": lambda a: f"listen_in || {a({'process': mask(process, 200)})}"},
+            data={"process": mask(process, 200)},
+        )
+
+
+async def clear_listen_in(
+    db: Db, payment_id: Any, *, at: str, now: datetime, reason: str
+) -> dict[str, Any] | None:
+    """The Redirect failed: the payment waits as before (None: it changed meanwhile)."""
+    aware(now)
+    async with transaction(db) as conn:
+        return await change(
+            conn,
+            payment_pk(payment_id),
+            now=now,
+            kind="listen_in_failed",
+            where=lambda a: f"listen_in->>'at' = {a(at)} AND status = 'pending'",
+            sets={"listen_in": None},
+            data={"reason": mask(reason, 200)},
+        )

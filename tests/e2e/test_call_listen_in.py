@@ -1,0 +1,133 @@
+"""Listen-in end to end (issue 14): the operator is on the phone with the caller; the API starts
+the card entry. The AMI stand-in lists the operator's call, takes the one dual Redirect and then,
+as Asterisk does when [ivrpay] runs the AGI, the caller's channel calls ivrpay's FastAGI server
+with the payment's code and the listening operator's channel as the transferrer. The payment
+ends as after a transfer, with ``listen_in`` on it; the caller goes back to the listener (the
+dialplan's Bridge, tested in tests/dialplan/test_listen_in.py). A take-back during a listen-in
+works as ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ivrpay import store
+from ivrpay.simulator.env import ChannelSpec
+from tests.e2e.callkit import EXPIRY, VISA, call_released, ended, hung_up, pay_keys, simulated
+from tests.e2e.conftest import Ivrpay
+from tests.support.ami import AmiStandIn
+
+OPERATOR_CHANNEL = "PJSIP/1001-0000002a"
+CALLER_CHANNEL = "PJSIP/trunk-00000031"
+LISTENING = {"id": "op-1", "callback": "PJSIP/1001", "listen_in": True}
+FAST_AMI = {"ami_backoff_s": (0.01,), "ami_relay_poll_s": 0.02}
+
+
+@pytest.fixture
+def e2e_overrides(ami_standin: AmiStandIn) -> dict[str, Any]:
+    ami_standin.channels |= {OPERATOR_CHANNEL, CALLER_CHANNEL}
+    ami_standin.bridges.update({OPERATOR_CHANNEL: "b-1", CALLER_CHANNEL: "b-1"})
+    return {"ami_url": ami_standin.url, **FAST_AMI}
+
+
+async def _ami_up(ivrpay: Ivrpay) -> None:
+    assert ivrpay.service.takeback is not None
+    await asyncio.wait_for(ivrpay.service.takeback.link.wait_up(), 5)
+
+
+def _redirect_runs_the_ivr(
+    ami_standin: AmiStandIn, ivrpay: Ivrpay, keys: list[str], pause_at: str | None = None
+) -> list[Any]:
+    """On the dual Redirect, [ivrpay] runs the AGI for the caller's channel: the list gets
+    (call, its breakpoint at ``pause_at`` or None)."""
+    calls: list[Any] = []
+
+    async def run_ivr(headers: dict[str, str]) -> None:
+        assert headers["Context"] == "ivrpay" and headers["ExtraContext"] == "ivrpay-spy"
+        call = simulated(
+            ivrpay,
+            keys,
+            code=headers["Exten"][1:],
+            # [ivrpay] sets BLINDTRANSFER to the listener before the AGI
+            transferrer=ami_standin.variables[(CALLER_CHANNEL, "IVRPAY_LISTEN_NEXT")],
+            channel=ChannelSpec(channel=CALLER_CHANNEL, language="en"),
+        )
+        held = call.pause_at(pause_at) if pause_at else None
+        await call.start()
+        calls.append((call, held))
+
+    ami_standin.on("Redirect", run_ivr)
+    return calls
+
+
+async def test_listen_in_to_a_succeeded_payment(ivrpay: Ivrpay, ami_standin: AmiStandIn) -> None:
+    await _ami_up(ivrpay)
+    calls = _redirect_runs_the_ivr(ami_standin, ivrpay, pay_keys())
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, body = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
+    assert status == 202, body
+    assert body["redirected_by"] == ivrpay.service.owner
+    await ami_standin.until(lambda s: len(calls) == 1)
+    record = await calls[0][0].wait()
+    # The flow's usual end: the dialplan then bridges the caller with the listener.
+    ended(record, "SUCCEEDED", payment, callback="PJSIP/1001")
+    after = await call_released(ivrpay, payment["id"])
+    assert after["status"] == "succeeded"
+    assert after["call"]["channel"] == CALLER_CHANNEL
+    listen = after["listen_in"]
+    assert (listen["operator_channel"], listen["caller_channel"]) == (
+        OPERATOR_CHANNEL,
+        CALLER_CHANNEL,
+    )
+    assert listen["by"] == "api:e2e" and listen["process"] == ivrpay.service.owner
+    assert listen["ended_at"] == after["call"]["ended_at"]  # from when to when
+    audit = await store.list_audit(ivrpay.pool, payment_id=payment["id"])
+    assert [(a["action"], a["actor"]) for a in audit] == [("payment.listen_in", "api:e2e")]
+    assert audit[0]["data"]["operator_channel"] == OPERATOR_CHANNEL
+
+
+async def test_a_decline_during_listen_in_ends_as_ever(
+    ivrpay: Ivrpay, ami_standin: AmiStandIn
+) -> None:
+    await _ami_up(ivrpay)
+    declined = "4000000000000002"  # the sandbox's generic decline (product.md test cards)
+    keys = [f"{declined}#", EXPIRY, "123", "1", "2"]
+    calls = _redirect_runs_the_ivr(ami_standin, ivrpay, keys)
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
+    assert status == 202
+    await ami_standin.until(lambda s: len(calls) == 1)
+    record = await calls[0][0].wait()
+    ended(record, "FAILED", payment, callback="PJSIP/1001")
+    after = await call_released(ivrpay, payment["id"])
+    assert after["status"] == "failed" and after["error"]["code"] == "42G020000"
+    assert after["listen_in"]["ended_at"]
+
+
+async def test_take_back_during_a_listen_in(ivrpay: Ivrpay, ami_standin: AmiStandIn) -> None:
+    await _ami_up(ivrpay)
+    calls = _redirect_runs_the_ivr(
+        ami_standin, ivrpay, [f"{VISA}#", EXPIRY], pause_at="GET DATA ivrpay/enter_expiry"
+    )
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
+    assert status == 202
+    await ami_standin.until(lambda s: len(calls) == 1)
+    call, held = calls[0]
+    await held.reached()
+
+    async def hang_up(_headers: dict[str, str]) -> None:
+        await call.hang_up()
+
+    ami_standin.on("Redirect", hang_up)
+    status, body = await ivrpay.api("POST", f"/payments/{payment['id']}/take-back")
+    assert status == 202, body
+    hung_up(await call.wait())
+    del held
+    after = await call_released(ivrpay, payment["id"])
+    assert after["status"] == "abandoned" and after["taken_back"] and after["listen_in"]
+    redirect = ami_standin.named("Redirect")[-1]
+    assert (redirect["Channel"], redirect["Context"]) == (CALLER_CHANNEL, "ivrpay-takeback")
