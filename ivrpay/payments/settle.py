@@ -129,6 +129,11 @@ class _Run:
             return await self._carry_out()
         except SettleRefused:
             raise
+        except store.LeaseLost:
+            # Held longer than the lease (a very slow gateway): another holder looks it up.
+            raise SettleRefused(
+                "in_progress", "The settlement is being confirmed elsewhere; retry shortly."
+            ) from None
         except BaseException:
             # A fault of ours: give the claim up (an unreleased one lapses and is looked up).
             with contextlib.suppress(Exception):

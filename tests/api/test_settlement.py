@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from ivrpay import store
 from ivrpay.api import keys
 from ivrpay.gateway import GatewayClient
+from ivrpay.payments.settle import Settler, SettleRefused
 from ivrpay.sandbox import Sandbox
 from ivrpay.store import settlement as settlement_store
 from ivrpay.store.db import create_pool
@@ -276,101 +278,136 @@ async def test_two_services_capture_and_refund_at_once_send_one_alter_tran_each(
     assert final["settlement"] == "refunded"
 
 
-async def _lost_capture(
+@dataclass
+class Lost:
+    """A capture whose AlterTran answer was lost (see the ``lost_capture`` fixture)."""
+
+    svc: TestClient
+    payment: dict[str, Any]
+    checker: SettlementChecker
+    pool: Any
+    sandbox: Sandbox
+
+    async def intent(self) -> tuple[str, int]:
+        [intent] = await settlement_store.get_settlement_intents(self.pool, self.payment["id"])
+        return intent["state"], intent["sends"]
+
+    async def capture(self, auth: dict[str, str]) -> Any:
+        return await self.svc.post(f"{P}/{self.payment['id']}/capture", headers=auth)
+
+    async def alter_trans(self) -> tuple[int, int]:
+        """AlterTrans at the sandbox, and in the gateway-call log."""
+        logged = await alter_trans(self.pool, self.payment["id"])
+        return self.sandbox.state.requests["AlterTran"], logged
+
+
+@pytest.fixture
+def lost_capture(
     make_client: MakeClient,
     auth: dict[str, str],
     pool: Any,
     gateway_client: GatewayClient,
     sandbox: Sandbox,
     clock: Clock,
-    order_id: str,
-    alter_fault: str = "drop_answer",
-) -> tuple[TestClient, dict[str, Any]]:
-    """A capture whose AlterTran answer is lost and whose look-up right after fails too: 504,
-    the intent ``unknown``, the payment still ``authorized``."""
-    hooked = HookedGateway(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, timeout_s=1.0)
-    hooked.after_alter = lambda: sandbox.add_fault("SearchTrade", "http500", 1)
-    svc = await make_client(gateway=hooked)
-    p = await succeeded_payment(svc, auth, pool, gateway_client, clock, order_id=order_id)
-    sandbox.add_fault("AlterTran", alter_fault, 1)
-    r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
-    assert r.status == 504, await r.text()
-    assert (await r.json())["type"] == "urn:ivrpay:problem:gateway-outcome-unknown"
-    hooked.after_alter = None
-    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert (intent["state"], intent["sends"]) == ("unknown", 1)
-    assert (await store.get_payment(pool, p["id"]))["settlement"] == "authorized"  # type: ignore[index]
-    # Nothing else is sent for this payment while that answer is unknown.
-    r = await svc.post(f"{P}/{p['id']}/void", headers=auth)
-    assert r.status == 409
-    assert (await r.json())["type"] == "urn:ivrpay:problem:settlement-in-progress"
-    return svc, p
+) -> Callable[..., Awaitable[Lost]]:
+    """A capture whose AlterTran answer is lost (``alter_fault``) and whose look-up right after
+    fails too: 504, the intent ``unknown``, the payment still ``authorized``, and nothing else
+    sent for it meanwhile."""
+
+    async def make(order_id: str, alter_fault: str = "drop_answer") -> Lost:
+        hooked = HookedGateway(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, timeout_s=1.0)
+        hooked.after_alter = lambda: sandbox.add_fault("SearchTrade", "http500", 1)
+        svc = await make_client(gateway=hooked)
+        p = await succeeded_payment(svc, auth, pool, gateway_client, clock, order_id=order_id)
+        checker = SettlementChecker(
+            pool, svc.app[keys.PAYMENTS].check_settlement, interval_s=1, lease_s=60
+        )
+        lost = Lost(svc, p, checker, pool, sandbox)
+        sandbox.add_fault("AlterTran", alter_fault, 1)
+        r = await lost.capture(auth)
+        assert r.status == 504, await r.text()
+        assert (await r.json())["type"] == "urn:ivrpay:problem:gateway-outcome-unknown"
+        hooked.after_alter = None
+        assert await lost.intent() == ("unknown", 1)
+        assert (await store.get_payment(pool, p["id"]))["settlement"] == "authorized"  # type: ignore[index]
+        r = await svc.post(f"{P}/{p['id']}/void", headers=auth)
+        assert r.status == 409
+        assert (await r.json())["type"] == "urn:ivrpay:problem:settlement-in-progress"
+        return lost
+
+    return make
 
 
 async def test_a_lost_answer_is_settled_by_search_trade_on_the_retried_request(
-    make_client: MakeClient,
-    auth: dict[str, str],
-    pool: Any,
-    gateway_client: GatewayClient,
-    sandbox: Sandbox,
-    clock: Clock,
+    lost_capture: Callable[..., Awaitable[Lost]], auth: dict[str, str], sandbox: Sandbox
 ) -> None:
-    svc, p = await _lost_capture(make_client, auth, pool, gateway_client, sandbox, clock, "LOST-1")
+    lost = await lost_capture("LOST-1")
     assert orders(sandbox, "LOST-1") == {"LOST-1-01": "SALES"}  # it did go through
-    r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
+    r = await lost.capture(auth)
     assert r.status == 200 and (await r.json())["settlement"] == "captured"
-    assert sandbox.state.requests["AlterTran"] == 1  # looked up, not sent again
-    assert await alter_trans(pool, p["id"]) == 1
-    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert intent["state"] == "done"
+    assert await lost.alter_trans() == (1, 1)  # looked up, not sent again
+    assert await lost.intent() == ("done", 1)
 
 
 async def test_a_lost_answer_is_settled_by_the_background_checker(
-    make_client: MakeClient,
-    auth: dict[str, str],
-    pool: Any,
-    gateway_client: GatewayClient,
-    sandbox: Sandbox,
-    clock: Clock,
+    lost_capture: Callable[..., Awaitable[Lost]], pool: Any, clock: Clock
 ) -> None:
-    svc, p = await _lost_capture(make_client, auth, pool, gateway_client, sandbox, clock, "LOST-2")
-    process = svc.app[keys.PAYMENTS]
-    checker = SettlementChecker(pool, process.check_settlement, interval_s=1, lease_s=60)
-    assert await checker.run_once(clock()) == 0  # not due yet: the back-off
-    assert await checker.run_once(clock.advance(3600)) == 1
-    snap = await store.get_payment(pool, p["id"])
+    lost = await lost_capture("LOST-2")
+    assert await lost.checker.run_once(clock()) == 0  # not due yet: the back-off
+    assert await lost.checker.run_once(clock.advance(3600)) == 1
+    snap = await store.get_payment(pool, lost.payment["id"])
     assert snap is not None and snap["settlement"] == "captured"
-    assert sandbox.state.requests["AlterTran"] == 1
-    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert intent["state"] == "done"
-    assert await checker.run_once(clock.advance(3600)) == 0
+    assert await lost.alter_trans() == (1, 1)
+    assert await lost.intent() == ("done", 1)
+    assert await lost.checker.run_once(clock.advance(3600)) == 0
 
 
 async def test_an_alter_tran_never_processed_is_found_not_done_then_sent_again(
-    make_client: MakeClient,
+    lost_capture: Callable[..., Awaitable[Lost]],
     auth: dict[str, str],
-    pool: Any,
-    gateway_client: GatewayClient,
     sandbox: Sandbox,
     clock: Clock,
 ) -> None:
     """An unreadable answer (HTTP 500: not processed) is unknown to us; the checker trusts the
     unchanged order only after IVRPAY_RECONCILE_AFTER_S, then a retried request sends again."""
-    svc, p = await _lost_capture(
-        make_client, auth, pool, gateway_client, sandbox, clock, "LOST-3", alter_fault="http500"
-    )
+    lost = await lost_capture("LOST-3", alter_fault="http500")
     assert orders(sandbox, "LOST-3") == {"LOST-3-01": "AUTH"}
-    process = svc.app[keys.PAYMENTS]
-    checker = SettlementChecker(pool, process.check_settlement, interval_s=1, lease_s=60)
-    first_look = process.settings.reconcile_backoff_s[0]
-    assert first_look < process.settings.reconcile_after_s
-    assert await checker.run_once(clock.advance(first_look)) == 1
-    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert intent["state"] == "unknown"  # a fresh send may still be on its way
-    assert await checker.run_once(clock.advance(process.settings.reconcile_after_s)) == 1
-    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert intent["state"] == "open"
-    r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
+    settings = lost.svc.app[keys.PAYMENTS].settings
+    first_look = settings.reconcile_backoff_s[0]
+    assert first_look < settings.reconcile_after_s
+    assert await lost.checker.run_once(clock.advance(first_look)) == 1
+    assert (await lost.intent())[0] == "unknown"  # a fresh send may still be on its way
+    assert await lost.checker.run_once(clock.advance(settings.reconcile_after_s)) == 1
+    assert (await lost.intent())[0] == "open"
+    r = await lost.capture(auth)
     assert r.status == 200 and (await r.json())["settlement"] == "captured"
-    assert sandbox.state.requests["AlterTran"] == 2 and await alter_trans(pool, p["id"]) == 2
+    assert await lost.alter_trans() == (2, 2)
     assert orders(sandbox, "LOST-3") == {"LOST-3-01": "SALES"}
+
+
+async def test_a_claim_that_lapsed_before_sending_sends_nothing(
+    gw_client: TestClient,
+    auth: dict[str, str],
+    pool: Any,
+    gateway_client: GatewayClient,
+    sandbox: Sandbox,
+    clock: Clock,
+) -> None:
+    """A holder slower than its lease (here: each look at the clock 30 s later) may no longer
+    send: another may have claimed the intent meanwhile."""
+    p = await succeeded_payment(gw_client, auth, pool, gateway_client, clock, order_id="LATE-1")
+
+    def slow_clock() -> Any:
+        return clock.advance(30)
+
+    settler = Settler(pool, gateway_client, slow_clock, 20, (30,), 300)
+    with pytest.raises(SettleRefused) as refused:
+        await settler.settle(p["id"], "capture", actor="test")
+    assert refused.value.reason == "in_progress"
+    assert sandbox.state.requests["AlterTran"] == 0
+    assert sandbox.state.requests["SearchTrade"] == 1  # looked, then found the claim gone
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert (intent["state"], intent["sends"]) == ("sending", 0)  # lapsed: claimable again
+    r = await gw_client.post(f"{P}/{p['id']}/capture", headers=auth)
+    assert r.status == 200 and (await r.json())["settlement"] == "captured"
+    assert sandbox.state.requests["AlterTran"] == 1

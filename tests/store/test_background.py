@@ -176,9 +176,10 @@ async def test_workers_start_and_stop(pool: asyncpg.Pool, database_url: str) -> 
     p = await new_payment(pool, now=datetime.now(UTC) - timedelta(hours=1), expires_in=1)
     names = {type(w).__name__ for w in build_workers(pool, settings, owner="me")}
     # Only when the gateway side is wired in.
-    assert not names & {"Reconciler", "RegistrationRetrier"}
+    gateway_side = {"Reconciler", "RegistrationRetrier", "SettlementChecker"}
+    assert not names & gateway_side
     wired = Workers(settings, pool, PaymentProcess(pool, None, settings), owner="me")
-    assert {"Reconciler", "RegistrationRetrier"} <= {type(w).__name__ for w in wired.loops}
+    assert gateway_side <= {type(w).__name__ for w in wired.loops}
     listener = store.PaymentListener(database_url)
     await listener.start()
     try:
