@@ -31,7 +31,6 @@ from ivrpay.flow.ends import (
     CANCELED,
     IVRPAY_STATUSES,
     REFUSED,
-    TOO_MANY_ATTEMPTS,
     UNKNOWN,
     CallStatus,
     End,
@@ -42,7 +41,7 @@ from ivrpay.flow.numbers import amount_prompts, digits_prompts
 from ivrpay.flow.prompts import P
 from ivrpay.flow.voice import EntryKind, Voice
 from ivrpay.metrics import CALL_OUTCOMES, CALLS_IN_FLIGHT
-from ivrpay.payments import Decision, Next, Operation, PaymentStatus
+from ivrpay.payments import TOO_MANY_ATTEMPTS, Decision, Next, Operation, PaymentStatus
 
 __all__ = [
     "IVRPAY_STATUSES",
@@ -388,14 +387,11 @@ class Call:
         pay = self.pay
         if pay is None or not pay.held:
             return end
-        status = PaymentStatus.ABANDONED
-        if end is not None and end.payment_status is not None:
-            status = end.payment_status
-        error = None if end is None else end.error
-        if end is None and not pay.payment_executions_left():
-            # The caller left after the last execution allowed: no call can take it up again.
-            status, error = PaymentStatus.FAILED, dict(TOO_MANY_ATTEMPTS)
-        await pay.end(status, error, self.step if end is None else "done")
+        if end is None:
+            # The caller left: the payment process decides how the payment ends.
+            await pay.end(None, None, self.step)
+        else:
+            await pay.end(end.payment_status or PaymentStatus.ABANDONED, end.error, "done")
         if end is not None and end.status is not CallStatus.CANCELED:
             if pay.status is PaymentStatus.CANCELED:
                 # The store let the recorded cancel win over the operator or a failure: say so.

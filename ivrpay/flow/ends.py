@@ -15,7 +15,6 @@ __all__ = [
     "CANCELED",
     "IVRPAY_STATUSES",
     "REFUSED",
-    "TOO_MANY_ATTEMPTS",
     "UNKNOWN",
     "CallStatus",
     "End",
@@ -59,11 +58,6 @@ class End(Exception):
         self.error = error
 
 
-TOO_MANY_ATTEMPTS = {
-    "code": "too_many_attempts",
-    "category": "declined",
-    "message": "the gateway execution limit was reached",
-}
 # How the claim refusal reasons of the store are told to the caller.
 REFUSED = {
     "in_use": (CallStatus.IN_USE, [P.in_use]),

@@ -23,6 +23,7 @@ from ivrpay.payments.process import (
     wipe_after,
 )
 from ivrpay.payments.rules import (
+    TOO_MANY_ATTEMPTS,
     Decision,
     Next,
     Operation,
@@ -37,6 +38,7 @@ from ivrpay.store import LeaseLost, PaymentCanceled, TakenBack, TooManyAttempts,
 __all__ = [
     "FAULTS",
     "SETTLEMENT_ACTIONS",
+    "TOO_MANY_ATTEMPTS",
     "CallPayment",
     "CancelRequested",
     "ClaimOutcome",

@@ -25,6 +25,7 @@ from ivrpay.gateway.results import Outcome
 from ivrpay.payments import background, settle
 from ivrpay.payments.journal import gateway_call_fields, log_gateway_call
 from ivrpay.payments.rules import (
+    TOO_MANY_ATTEMPTS,
     Decision,
     Next,
     Operation,
@@ -305,10 +306,16 @@ class CallPayment:
     async def end(
         self, status: PaymentStatus | None, error: Mapping[str, Any] | None, step: str | None
     ) -> None:
-        """Release the claim: an ``in_call`` payment ends ``status`` (default abandoned). A
-        database that is away is logged: the claim lapses and the sweep resolves it."""
+        """Release the claim: an ``in_call`` payment ends ``status``; None (the caller left) is
+        abandoned, or failed with ``too_many_attempts`` once no execution is left (no call could
+        take it up again). A database that is away is logged: the claim lapses and the sweep
+        resolves it."""
         if self.token is None:
             return
+        if status is None:
+            status = PaymentStatus.ABANDONED
+            if not self.payment_executions_left():
+                status, error = PaymentStatus.FAILED, dict(TOO_MANY_ATTEMPTS)
         token, self.token = self.token, None
         p = self.process
         try:
@@ -317,7 +324,7 @@ class CallPayment:
                 self.payment["id"],
                 token,
                 now=self.clock(),
-                status=None if status is None else PaymentStatus(status).value,
+                status=PaymentStatus(status).value,
                 error=error,
                 step=step,
             )

@@ -55,6 +55,14 @@ class Decision:
     field: str | None = None
 
 
+# The payment's error once no gateway execution is left (product.md, "Limits").
+TOO_MANY_ATTEMPTS: Mapping[str, Any] = {
+    "code": "too_many_attempts",
+    "category": "declined",
+    "message": "the gateway execution limit was reached",
+}
+
+
 def error_of(outcome: Outcome) -> dict[str, Any]:
     """The payment's ``error`` for a gateway answer that is not a success."""
     category = outcome.kind if outcome.kind in ("input", "declined", "unknown") else "system"

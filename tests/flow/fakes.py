@@ -250,9 +250,13 @@ class FakeCallPayment:
             return
         self.token = None
         self.ended = (status, error, step)
+        if status is None:  # the caller left: as CallPayment.end decides
+            status = PaymentStatus.ABANDONED
+            if not self.payment_executions_left():
+                status, error = PaymentStatus.FAILED, dict(payments.TOO_MANY_ATTEMPTS)
         if self._status is PaymentStatus.IN_CALL:
             # As the store does: a cancel recorded during the call wins over abandoned or failed.
-            final = status or PaymentStatus.ABANDONED
+            final = status
             if self.process.cancel_requested and final in (
                 PaymentStatus.ABANDONED,
                 PaymentStatus.FAILED,

@@ -223,25 +223,38 @@ async def test_the_operator_before_the_payment_is_known() -> None:
 async def test_the_caller_hangs_up_the_step_is_recorded() -> None:
     run = await call([CARD[0], "!"])
     assert run.status is None and run.pay.status is PaymentStatus.ABANDONED
-    assert run.pay.ended == (PaymentStatus.ABANDONED, None, "expiry")
+    assert run.pay.ended == (None, None, "expiry")  # the process decides: abandoned
     assert "IVRPAY_STATUS" not in run.channel.variables
 
 
-async def test_a_hang_up_after_the_gateway_call_was_sent_keeps_its_outcome() -> None:
+async def _leaves_while_processing(answer: Any, executions: int = 0) -> FakeCallPayment:
+    """The caller hangs up while the gateway answers ``answer``."""
     holder: list[ScriptedChannel] = []
 
-    def approved_as_the_caller_leaves() -> Any:
+    def answered_as_the_caller_leaves() -> Any:
         holder[0].hang_up()
-        return APPROVED
+        return answer
 
     s = Settings()
-    proc = FakeProcess(settings=s, answers=[approved_as_the_caller_leaves])
+    proc = FakeProcess(settings=s, answers=[answered_as_the_caller_leaves], executions=executions)
     proc.by_code["123456"] = payment()
     channel = ScriptedChannel(PAY)
     holder.append(channel)
     status = await Call(channel, FlowDeps(settings=s, payments=proc, owner="t")).run()
-    assert status is None
-    assert proc.held is not None and proc.held.status is PaymentStatus.SUCCEEDED
+    assert status is None and proc.held is not None
+    return proc.held
+
+
+async def test_a_hang_up_after_the_gateway_call_was_sent_keeps_its_outcome() -> None:
+    held = await _leaves_while_processing(APPROVED)
+    assert held.status is PaymentStatus.SUCCEEDED
+
+
+async def test_a_hang_up_after_the_last_execution_allowed_fails_the_payment() -> None:
+    held = await _leaves_while_processing(DECLINED, executions=2)
+    assert held.ended == (None, None, "result")  # the process decides
+    assert held.status is PaymentStatus.FAILED and held.error is not None
+    assert held.error["code"] == "too_many_attempts"
 
 
 async def test_gateway_system_error_nothing_charged() -> None:
