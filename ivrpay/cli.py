@@ -89,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ivrpay: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from ivrpay.store.migrations import MigrationError
+
+        if not isinstance(exc, MigrationError):
+            raise
+        print(f"ivrpay: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

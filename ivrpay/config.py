@@ -8,6 +8,7 @@ Every wait, window and back-off is a setting so that tests shrink them instead o
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import re
 import zoneinfo
@@ -16,7 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# A checkout's root, for tests and dev tools only: an installed ivrpay has none.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped_dir(name: str) -> Path:
+    """A data folder shipped inside the package (``sql``, ``sounds``): ``ivrpay/data/<name>``.
+
+    In a checkout these are links to the top-level folders; a wheel carries copies.
+    """
+    return Path(str(importlib.resources.files("ivrpay").joinpath("data", name)))
+
+
+SQL_DIR = shipped_dir("sql")
+SOUNDS_DIR = shipped_dir("sounds")
 
 ALL_BRANDS = ("VISA", "MASTERCARD", "JCB", "AMEX", "DINERS", "DISCOVER", "UNIONPAY")
 LANGUAGES = ("ja", "en")
@@ -85,7 +99,7 @@ class Settings:
     list_holdback_s: float = 5.0
     log_level: str = "info"
     log_format: str | None = None  # None = console on a terminal, json otherwise
-    sounds_dir: Path = REPO_ROOT / "sounds"
+    sounds_dir: Path = SOUNDS_DIR  # the shipped prompts; a site points it at the PBX's copy
     gateway_max_card_digits: int = 16
     transferrer_max_age_s: float = 600.0
     agi_header_timeout_s: float = 5.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import importlib.resources
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from typing import Protocol
 from ivrpay.sounds.catalogue import Prompt, load_prompts, prompt_file
 from ivrpay.sounds.wav import RATE, read_wav, write_wav
 
-DEFAULT_SOUNDS_DIR = Path(__file__).resolve().parents[2] / "sounds"
+# The package's prompts (in a checkout, a link to the top-level sounds/).
+DEFAULT_SOUNDS_DIR = Path(str(importlib.resources.files("ivrpay").joinpath("data", "sounds")))
 PYOPENJTALK_PIN = "pyopenjtalk-plus==0.4.1.post10"
 
 SILENCE_MS = 120  # the file of a prompt with nothing to say in a language

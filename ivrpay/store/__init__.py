@@ -32,6 +32,7 @@ Database (``ivrpay.store.db``)
 
 Migrations (``ivrpay.store.migrations``)
     migrate(conn_or_url) -> list[str]    applies sql/NNN_*.sql once each, returns the names applied
+    MigrationError                       none shipped, or the database has one the code lacks
 
 State machine (``ivrpay.store.states``, pure)
     STATUSES, FINAL_STATUSES, CLAIMABLE_STATUSES, TRANSITIONS: dict[str, frozenset[str]]
@@ -284,7 +285,7 @@ from ivrpay.store.listenin import (
     listen_in_conflict,
     mark_listen_in,
 )
-from ivrpay.store.migrations import migrate
+from ivrpay.store.migrations import MigrationError, migrate
 from ivrpay.store.notify import PaymentListener
 from ivrpay.store.payments import (
     cancel_payment,
@@ -344,6 +345,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidTransition",
     "LeaseLost",
+    "MigrationError",
     "NotFound",
     "PaymentCanceled",
     "PaymentListener",

@@ -3,6 +3,10 @@
 All pending files run in one transaction that first takes a transaction-level advisory lock, so
 two processes starting together serialize: the second waits, then finds everything applied. Each
 applied file is recorded in ``schema_migrations`` with its SHA-256.
+
+The files ship inside the package (:data:`ivrpay.config.SQL_DIR`). Finding none at all, or a
+database that records a migration this code does not have (a newer ivrpay migrated it), is a
+:class:`MigrationError`: carrying on would run against a schema the code was not written for.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from ivrpay.config import REPO_ROOT
+from ivrpay.config import SQL_DIR
 
 log = structlog.get_logger(__name__)
 
-SQL_DIR = REPO_ROOT / "sql"
 # Any constant will do as long as every ivrpay process uses the same one ("ivrpay" in ASCII).
 MIGRATION_LOCK_ID = 0x6976727061790001
 _NAME = re.compile(r"^(\d{3})_[A-Za-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """The migrations cannot be applied as they are; the message says why, in one line."""
 
 
 def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
@@ -51,6 +58,8 @@ async def migrate(
 
 async def _migrate(conn: asyncpg.Connection, sql_dir: Path) -> list[str]:
     files = migration_files(sql_dir)
+    if not files:
+        raise MigrationError(f"no migration found in {sql_dir}: ivrpay is installed without them")
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
@@ -62,6 +71,12 @@ async def _migrate(conn: asyncpg.Connection, sql_dir: Path) -> list[str]:
                    applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"""
         )
         done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
+        unknown = sorted(set(done) - {p.name for p in files})
+        if unknown:
+            raise MigrationError(
+                f"the database has migrations this ivrpay does not know ({', '.join(unknown)}):"
+                " it was migrated by a newer version; install that one"
+            )
         for path in files:
             text = path.read_text(encoding="utf-8")
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from ivrpay.config import REPO_ROOT, Settings
 from ivrpay.store import migrations
 from ivrpay.store.db import open_database
-from ivrpay.store.migrations import migrate, migration_files
+from ivrpay.store.migrations import MigrationError, migrate, migration_files
 from tests.support.db import embedded_data_dir
 
 
@@ -61,6 +62,57 @@ def test_duplicate_numbers_are_refused(tmp_path: Path) -> None:
     (tmp_path / "001_b.sql").write_text("")
     with pytest.raises(RuntimeError, match="share a number"):
         migrations.migration_files(tmp_path)
+
+
+async def test_no_migration_at_all_is_refused(empty_schema, tmp_path: Path) -> None:
+    # An install without its sql/ files must not report "up to date" on an empty database.
+    url = await empty_schema()
+    with pytest.raises(MigrationError, match="no migration found"):
+        await migrate(url, tmp_path)
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('schema_migrations')") is None
+    finally:
+        await conn.close()
+
+
+async def test_a_database_newer_than_the_code_is_refused(empty_schema, tmp_path: Path) -> None:
+    url = await empty_schema()
+    names = [p.name for p in migration_files()]
+    await migrate(url)
+    shutil.copy(migration_files()[0], tmp_path)  # an older ivrpay: it knows only the first
+    with pytest.raises(MigrationError, match="does not know") as refused:
+        await migrate(url, tmp_path)
+    assert names[-1] in str(refused.value)
+
+
+async def test_cli_migrate_says_why_it_refuses(empty_schema) -> None:
+    url = await empty_schema()
+    await migrate(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "INSERT INTO schema_migrations (name, sha256) VALUES ('999_future.sql', 'x')"
+        )
+    finally:
+        await conn.close()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ivrpay",
+        "migrate",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "IVRPAY_DATABASE_URL": url, "IVRPAY_LOG_FORMAT": "json"},
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1, err.decode()[-2000:]
+    lines = err.decode().strip().splitlines()
+    assert (
+        lines[-1].startswith("ivrpay: the database has migrations")
+        and "999_future.sql" in lines[-1]
+    )
+    assert "Traceback" not in err.decode()
 
 
 _SECOND_PROCESS = """
