@@ -72,6 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--role", choices=("operator", "admin"), required=True)
     ua.add_argument("--password-stdin", action="store_true")
 
+    so = sub.add_parser("sounds", help="the shipped prompts")
+    sosub = so.add_subparsers(dest="sounds_command", required=True)
+    si = sosub.add_parser(
+        "install",
+        help="copy the prompts into an Asterisk sounds directory, by language folder",
+        description="Copies the shipped prompts to DIR/<lang>/ivrpay/<id>.wav and the catalogue"
+        " to DIR/prompts.csv. A prompt replaced there (by an admin) is kept and named, unless"
+        " --force. DIR is Asterisk's sounds directory or IVRPAY_SOUNDS_DIR.",
+    )
+    si.add_argument("dir", metavar="DIR", help="e.g. /var/lib/asterisk/sounds")
+    si.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite replaced prompts too (each saved first as <lang>/ivrpay-backup/<id>.wav)",
+    )
+    si.add_argument(
+        "--lang",
+        default=None,
+        help="comma-separated languages (default: IVRPAY_LANGUAGES, e.g. ja,en)",
+    )
+
     sub.add_parser("demo", help="everything at once on embedded defaults")
     return p
 
@@ -128,6 +149,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_apikey_revoke(settings, args.key))
     if cmd == "apikey":
         return asyncio.run(_apikey_create(settings, args.name, args.webhook))
+    if cmd == "sounds":
+        return _sounds_install(settings, args.dir, args.lang, args.force)
     if cmd == "user":
         password = _read_password(args.password_stdin)
         return asyncio.run(_user_add(settings, args.name, args.role, password))
@@ -286,6 +309,32 @@ async def _apikey_revoke(settings: Settings, key: str) -> int:
     finally:
         await db.close()
     print(f"API key {client['name']} ({client['id']}) revoked")
+    return 0
+
+
+def _sounds_install(settings: Settings, target: str, lang: str | None, force: bool) -> int:
+    from pathlib import Path
+
+    from ivrpay.config import SOUNDS_DIR
+    from ivrpay.sounds.install import InstallError, install_prompts
+
+    languages = [x.strip() for x in lang.split(",") if x.strip()] if lang else settings.languages
+    try:
+        report = install_prompts(SOUNDS_DIR, Path(target), languages, force=force)
+    except InstallError as exc:
+        print(f"ivrpay: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"prompts in {target} ({', '.join(languages)}): {len(report.new)} new,"
+        f" {len(report.updated)} updated, {len(report.unchanged)} unchanged,"
+        f" {len(report.kept)} kept, {len(report.overwritten)} overwritten"
+    )
+    for rel in report.kept:
+        print(f"kept {rel}: replaced there (--force installs the shipped one)")
+    for rel in report.overwritten:
+        print(f"overwritten {rel}: it had been replaced there")
+    for rel in report.backups:
+        print(f"saved the replaced file as {rel}")
     return 0
 
 

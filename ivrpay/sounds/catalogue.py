@@ -16,6 +16,7 @@ from pathlib import Path
 
 CSV_NAME = "prompts.csv"
 SUBDIR = "ivrpay"  # Asterisk plays sounds/<lang>/ivrpay/<id>.wav as "ivrpay/<id>"
+BACKUP_DIR = "ivrpay-backup"  # beside <lang>/ivrpay/: the admin's previous file of each prompt
 _ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _LANG = re.compile(r"[a-z]{2}(_[A-Z]{2})?")
 

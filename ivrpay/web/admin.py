@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ivrpay import store
-from ivrpay.sounds.catalogue import load_prompts, missing_files, prompt_file
+from ivrpay.sounds.catalogue import BACKUP_DIR, load_prompts, missing_files, prompt_file
 from ivrpay.sounds.wav import RATE, SAMPLE_WIDTH, check_wav_bytes, write_atomically
 from ivrpay.store import screen as screen_store
 from ivrpay.store.accounts import ROLES
@@ -27,7 +27,6 @@ from ivrpay.web.session import SESSION, Refused, actor, page
 routes = web.RouteTableDef()
 admin = page(role="admin")
 AUDIT_PAGE = 100
-BACKUP_DIR = "ivrpay-backup"  # beside <lang>/ivrpay/: the admin's previous file of each prompt
 
 
 async def _audit(request: web.Request, action: str, **kw: Any) -> None:
