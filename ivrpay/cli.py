@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from ivrpay import __version__
 from ivrpay.config import ConfigError, Settings, parse_hostport
 
 log = structlog.get_logger("ivrpay")
@@ -34,46 +35,93 @@ def _hostport(name: str):  # argparse type
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ivrpay", description="IVR card payments on Asterisk")
+    p = argparse.ArgumentParser(
+        prog="ivrpay",
+        description="IVR card payments on Asterisk.",
+        epilog="Settings are IVRPAY_* environment variables (ivrpay config lists them); flags"
+        " override them. 'ivrpay COMMAND --help' explains a command.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="FastAGI and HTTP listeners")
-    s.add_argument("--agi", type=_hostport("--agi"), help="FastAGI HOST:PORT (127.0.0.1:4573)")
-    s.add_argument("--http", type=_hostport("--http"), help="HTTP HOST:PORT (127.0.0.1:8080)")
+    s = sub.add_parser(
+        "serve", help="FastAGI and HTTP listeners", description="FastAGI and HTTP listeners."
+    )
+    s.add_argument(
+        "--agi",
+        type=_hostport("--agi"),
+        help="FastAGI HOST:PORT (IVRPAY_AGI_LISTEN, 127.0.0.1:4573)",
+    )
+    s.add_argument(
+        "--http",
+        type=_hostport("--http"),
+        help="HTTP HOST:PORT (IVRPAY_HTTP_LISTEN, 127.0.0.1:8080)",
+    )
 
-    sub.add_parser("migrate", help="apply sql/ migrations, idempotently")
+    sub.add_parser(
+        "migrate",
+        help="apply the shipped sql/ migrations, idempotently",
+        description="Applies the migrations shipped with ivrpay that the database lacks. Fails"
+        " when none are shipped or the database has one this version does not know.",
+    )
 
     g = sub.add_parser("sandbox-gateway", help="local gateway speaking the GMO-PG protocol")
-    g.add_argument("--listen", type=_hostport("--listen"), default=parse_hostport("127.0.0.1:8081"))
-    g.add_argument("--latency-ms", type=int, default=0)
-    g.add_argument("--jitter-ms", type=int, default=0)
+    g.add_argument(
+        "--listen",
+        type=_hostport("--listen"),
+        default=parse_hostport("127.0.0.1:8081"),
+        help="HOST:PORT to listen on (127.0.0.1:8081)",
+    )
+    g.add_argument("--latency-ms", type=int, default=0, help="added to every answer (0)")
+    g.add_argument("--jitter-ms", type=int, default=0, help="random extra latency up to this (0)")
 
-    c = sub.add_parser("call", help="a simulated caller, as Asterisk would connect")
-    c.add_argument("--keys", required=True, help='entries in order, e.g. "4111111111111111# 1231"')
-    c.add_argument("--code", default="", help="payment code (agi_arg_1)")
-    c.add_argument("--transferrer", default="", help="transferring channel (agi_arg_2)")
-    c.add_argument("--language", default="ja", help="the channel's language before the IVR")
-    c.add_argument("--agi", type=_hostport("--agi"), default=None)
+    c = sub.add_parser(
+        "call",
+        help="a simulated caller, as Asterisk would connect",
+        description="Connects to the FastAGI server as Asterisk would, presses the keys when"
+        " asked, prints every prompt it hears and the variables set.",
+    )
+    c.add_argument(
+        "--keys",
+        required=True,
+        help="the caller's entries in order, separated by spaces, e.g. \"4111111111111111# 1231"
+        ' 123 1"; "_" is silence for one request (the entry times out), "!" hangs up',
+    )
+    c.add_argument("--code", default="", help="the payment's code (agi_arg_1)")
+    c.add_argument(
+        "--transferrer", default="", help="the operator's channel that transferred (agi_arg_2)"
+    )
+    c.add_argument("--language", default="ja", help="the channel's language before the IVR (ja)")
+    c.add_argument(
+        "--agi",
+        type=_hostport("--agi"),
+        default=None,
+        help="the FastAGI server's HOST:PORT (IVRPAY_AGI_LISTEN)",
+    )
     c.add_argument("--script", default="pay", help=argparse.SUPPRESS)
 
     a = sub.add_parser("apikey", help="API keys")
-    asub = a.add_subparsers(dest="apikey_command", required=True)
-    ac = asub.add_parser("create", help="create a key; prints it once")
-    ac.add_argument("name")
+    asub = a.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    ac = asub.add_parser("create", help="create a key; prints it (and the webhook secret) once")
+    ac.add_argument("name", help="the client's name")
     ac.add_argument("--webhook", default=None, help="webhook URL for this client")
     asub.add_parser("list", help="the keys, without their secrets")
     ar = asub.add_parser("revoke", help="refuse a key from now on, in every process")
-    ar.add_argument("key", metavar="NAME|ID")
+    ar.add_argument("key", metavar="NAME|ID", help="the key's name or id (ivrpay apikey list)")
 
     u = sub.add_parser("user", help="screen users")
-    usub = u.add_subparsers(dest="user_command", required=True)
+    usub = u.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     ua = usub.add_parser("add", help="add a user")
-    ua.add_argument("name")
-    ua.add_argument("--role", choices=("operator", "admin"), required=True)
-    ua.add_argument("--password-stdin", action="store_true")
+    ua.add_argument("name", help="the sign-in name")
+    ua.add_argument("--role", choices=("operator", "admin"), required=True, help="what they may do")
+    ua.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (else a prompt)",
+    )
 
     so = sub.add_parser("sounds", help="the shipped prompts")
-    sosub = so.add_subparsers(dest="sounds_command", required=True)
+    sosub = so.add_subparsers(dest="sounds_command", required=True, metavar="ACTION")
     si = sosub.add_parser(
         "install",
         help="copy the prompts into an Asterisk sounds directory, by language folder",
@@ -93,7 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated languages (default: IVRPAY_LANGUAGES, e.g. ja,en)",
     )
 
-    sub.add_parser("demo", help="everything at once on embedded defaults")
+    sub.add_parser(
+        "config",
+        help="the effective settings (secrets masked) and every IVRPAY_* variable's default",
+        description="Prints every IVRPAY_* variable: its value in force (* = set in the"
+        " environment; secrets masked) and its default. Exits 2 on a bad setting.",
+    )
+    o = sub.add_parser("openapi", help="write the API's OpenAPI document")
+    o.add_argument(
+        "-o", "--output", default="-", help="file to write (default: - for standard output)"
+    )
+
+    sub.add_parser(
+        "demo",
+        help="everything at once on embedded defaults",
+        description="An embedded PostgreSQL when IVRPAY_DATABASE_URL is unset, the sandbox"
+        " gateway and serve; prints a demo admin and API key.",
+    )
     return p
 
 
@@ -149,6 +213,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_apikey_revoke(settings, args.key))
     if cmd == "apikey":
         return asyncio.run(_apikey_create(settings, args.name, args.webhook))
+    if cmd == "config":
+        return _config(settings)
+    if cmd == "openapi":
+        return _openapi(settings, args.output)
     if cmd == "sounds":
         return _sounds_install(settings, args.dir, args.lang, args.force)
     if cmd == "user":
@@ -309,6 +377,34 @@ async def _apikey_revoke(settings: Settings, key: str) -> int:
     finally:
         await db.close()
     print(f"API key {client['name']} ({client['id']}) revoked")
+    return 0
+
+
+def _config(settings: Settings) -> int:
+    from ivrpay.config import effective
+
+    rows = effective(settings)
+    width = max(len(r.name) for r in rows)
+    value_width = min(48, max(len(r.value) for r in rows))
+    print(f"# ivrpay {__version__}: * = set in the environment; secrets masked")
+    print(f"{'variable':<{width}}   {'value':<{value_width}}  default")
+    for r in rows:
+        mark = "*" if r.is_set else " "
+        print(f"{r.name:<{width}} {mark} {r.value:<{value_width}}  {r.default}")
+    return 0
+
+
+def _openapi(settings: Settings, output: str) -> int:
+    import json
+
+    from ivrpay.api.openapi import build_openapi
+
+    text = json.dumps(build_openapi(settings), indent=2, ensure_ascii=False) + "\n"
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
     return 0
 
 

@@ -12,7 +12,7 @@ import importlib.resources
 import os
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,65 +139,21 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every ``IVRPAY_*`` setting; ``overrides`` (from CLI flags) win over the env."""
+        """Read every ``IVRPAY_*`` setting of :data:`VARIABLES`; ``overrides`` (from CLI flags) win
+        over the env."""
         env = os.environ if env is None else env
         r = _Reader(env)
         d = cls()
-        values: dict[str, Any] = dict(
-            database_url=r.text("IVRPAY_DATABASE_URL"),
-            agi_listen=r.hostport("IVRPAY_AGI_LISTEN", d.agi_listen),
-            http_listen=r.hostport("IVRPAY_HTTP_LISTEN", d.http_listen),
-            gateway_url=r.url("IVRPAY_GATEWAY_URL"),
-            languages=r.choices("IVRPAY_LANGUAGES", d.languages, LANGUAGES),
-            card_brands=r.choices("IVRPAY_CARD_BRANDS", d.card_brands, ALL_BRANDS, upper=True),
-            security_code=r.onoff("IVRPAY_SECURITY_CODE", d.security_code),
-            confirm=r.onoff("IVRPAY_CONFIRM", d.confirm),
-            attempts=r.integer("IVRPAY_ATTEMPTS", d.attempts, 1, 9),
-            digit_timeout_ms=r.integer("IVRPAY_DIGIT_TIMEOUT_MS", d.digit_timeout_ms, 500, 60000),
-            gateway_timeout_s=r.number("IVRPAY_GATEWAY_TIMEOUT_S", d.gateway_timeout_s, 0.05, 300),
-            gateway_connect_timeout_s=r.number(
-                "IVRPAY_GATEWAY_CONNECT_TIMEOUT_S", d.gateway_connect_timeout_s, 0.05, 60
-            ),
-            timezone=r.timezone("IVRPAY_TIMEZONE", d.timezone),
-            callback_pattern=r.regex("IVRPAY_CALLBACK_PATTERN", d.callback_pattern),
-            max_calls=r.integer("IVRPAY_MAX_CALLS", d.max_calls, 1, 100000),
-            ami_url=r.text("IVRPAY_AMI_URL"),
-            listen_in=r.onoff("IVRPAY_LISTEN_IN", d.listen_in),
-            secret_key=r.text("IVRPAY_SECRET_KEY"),
-            lease_s=r.number("IVRPAY_LEASE_S", d.lease_s, 0.05, 3600),
-            drain_s=r.number("IVRPAY_DRAIN_S", d.drain_s, 0, 3600),
-            reconcile_after_s=r.number("IVRPAY_RECONCILE_AFTER_S", d.reconcile_after_s, 0, 86400),
-            list_holdback_s=r.number("IVRPAY_LIST_HOLDBACK_S", d.list_holdback_s, 0, 3600),
-            log_level=r.choice(
-                "IVRPAY_LOG_LEVEL", d.log_level, ("debug", "info", "warning", "error")
-            ),
-            log_format=r.choice("IVRPAY_LOG_FORMAT", None, ("json", "console")),
-            sounds_dir=Path(r.text("IVRPAY_SOUNDS_DIR") or d.sounds_dir),
-            gateway_max_card_digits=r.integer(
-                "IVRPAY_GATEWAY_MAX_CARD_DIGITS", d.gateway_max_card_digits, 12, 19
-            ),
-            session_idle_s=r.number("IVRPAY_SESSION_IDLE_S", d.session_idle_s, 1, 86400),
-            session_max_s=r.number("IVRPAY_SESSION_MAX_S", d.session_max_s, 1, 7 * 86400),
-            signin_max_failures=r.integer(
-                "IVRPAY_SIGNIN_MAX_FAILURES", d.signin_max_failures, 1, 100
-            ),
-            signin_lockout_s=r.number("IVRPAY_SIGNIN_LOCKOUT_S", d.signin_lockout_s, 1, 86400),
-            prompt_max_s=r.number("IVRPAY_PROMPT_MAX_S", d.prompt_max_s, 1, 600),
-        )
-        per_payment, per_call = r.executions(
-            "IVRPAY_MAX_EXECUTIONS", (d.max_executions_per_payment, d.max_executions_per_call)
-        )
-        values["max_executions_per_payment"] = per_payment
-        values["max_executions_per_call"] = per_call
-        if values["gateway_url"] is not None:
-            # A real gateway: the credentials are required, never defaulted.
-            for key, name, limit in (
-                ("shop_id", "IVRPAY_SHOP_ID", 13),
-                ("shop_pass", "IVRPAY_SHOP_PASS", 10),
-                ("site_id", "IVRPAY_SITE_ID", 13),
-                ("site_pass", "IVRPAY_SITE_PASS", 20),
-            ):
-                values[key] = r.required(name, limit)
+        values: dict[str, Any] = {}
+        for var in VARIABLES:
+            if var.with_gateway and values["gateway_url"] is None:
+                continue  # the sandbox's credentials: real ones are required, never defaulted
+            value = var.read(r, var.name, var.default(d))
+            values.update(
+                zip(var.fields, value, strict=True)
+                if len(var.fields) > 1
+                else {var.fields[0]: value}
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -316,3 +272,156 @@ class _Reader:
         if not m or not (1 <= int(m.group(2)) <= int(m.group(1)) <= 99):
             raise ConfigError(f"{name}: {raw!r} is not PER_PAYMENT/PER_CALL (e.g. 3/2)")
         return int(m.group(1)), int(m.group(2))
+
+
+# -- the one list of variables -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One ``IVRPAY_*`` variable: the setting(s) it fills and how its text is read.
+
+    ``read(reader, name, default)`` returns the value (a tuple when it fills several fields);
+    ``secret`` masks it in ``ivrpay config`` (``"url"``: the password in it only); ``unset`` says
+    what an unset variable means when its default is no value.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    read: Callable[[_Reader, str, Any], Any]
+    secret: str = ""  # "", "all" or "url"
+    unset: str = ""
+    with_gateway: bool = False  # read (and required) only when IVRPAY_GATEWAY_URL is set
+
+    def default(self, defaults: Settings) -> Any:
+        got = tuple(getattr(defaults, f) for f in self.fields)
+        return got if len(got) > 1 else got[0]
+
+
+def _v(name: str, fields: str, read: Callable[[_Reader, str, Any], Any], **kw: Any) -> Variable:
+    return Variable(f"IVRPAY_{name}", tuple(fields.split()), read, **kw)
+
+
+def _credential(limit: int) -> Callable[[_Reader, str, Any], Any]:
+    return lambda r, n, d: r.required(n, limit)
+
+
+VARIABLES: tuple[Variable, ...] = (
+    _v(
+        "DATABASE_URL",
+        "database_url",
+        lambda r, n, d: r.text(n),
+        secret="url",
+        unset="embedded PostgreSQL under ./var/",
+    ),
+    _v("AGI_LISTEN", "agi_listen", lambda r, n, d: r.hostport(n, d)),
+    _v("HTTP_LISTEN", "http_listen", lambda r, n, d: r.hostport(n, d)),
+    _v("GATEWAY_URL", "gateway_url", lambda r, n, d: r.url(n), unset="the sandbox gateway"),
+    _v("SHOP_ID", "shop_id", _credential(13), with_gateway=True),
+    _v("SHOP_PASS", "shop_pass", _credential(10), secret="all", with_gateway=True),
+    _v("SITE_ID", "site_id", _credential(13), with_gateway=True),
+    _v("SITE_PASS", "site_pass", _credential(20), secret="all", with_gateway=True),
+    _v("LANGUAGES", "languages", lambda r, n, d: r.choices(n, d, LANGUAGES)),
+    _v("CARD_BRANDS", "card_brands", lambda r, n, d: r.choices(n, d, ALL_BRANDS, upper=True)),
+    _v("SECURITY_CODE", "security_code", lambda r, n, d: r.onoff(n, d)),
+    _v("CONFIRM", "confirm", lambda r, n, d: r.onoff(n, d)),
+    _v("ATTEMPTS", "attempts", lambda r, n, d: r.integer(n, d, 1, 9)),
+    _v(
+        "MAX_EXECUTIONS",
+        "max_executions_per_payment max_executions_per_call",
+        lambda r, n, d: r.executions(n, d),
+    ),
+    _v("DIGIT_TIMEOUT_MS", "digit_timeout_ms", lambda r, n, d: r.integer(n, d, 500, 60000)),
+    _v("GATEWAY_TIMEOUT_S", "gateway_timeout_s", lambda r, n, d: r.number(n, d, 0.05, 300)),
+    _v(
+        "GATEWAY_CONNECT_TIMEOUT_S",
+        "gateway_connect_timeout_s",
+        lambda r, n, d: r.number(n, d, 0.05, 60),
+    ),
+    _v("TIMEZONE", "timezone", lambda r, n, d: r.timezone(n, d)),
+    _v("CALLBACK_PATTERN", "callback_pattern", lambda r, n, d: r.regex(n, d)),
+    _v("MAX_CALLS", "max_calls", lambda r, n, d: r.integer(n, d, 1, 100000)),
+    _v("AMI_URL", "ami_url", lambda r, n, d: r.text(n), secret="url", unset="no take-back"),
+    _v(
+        "SECRET_KEY",
+        "secret_key",
+        lambda r, n, d: r.text(n),
+        secret="all",
+        unset="a new one at each start; sign-ins end at a restart",
+    ),
+    _v("LEASE_S", "lease_s", lambda r, n, d: r.number(n, d, 0.05, 3600)),
+    _v("DRAIN_S", "drain_s", lambda r, n, d: r.number(n, d, 0, 3600)),
+    _v("RECONCILE_AFTER_S", "reconcile_after_s", lambda r, n, d: r.number(n, d, 0, 86400)),
+    _v("LIST_HOLDBACK_S", "list_holdback_s", lambda r, n, d: r.number(n, d, 0, 3600)),
+    _v(
+        "LOG_LEVEL",
+        "log_level",
+        lambda r, n, d: r.choice(n, d, ("debug", "info", "warning", "error")),
+    ),
+    _v(
+        "LOG_FORMAT",
+        "log_format",
+        lambda r, n, d: r.choice(n, d, ("json", "console")),
+        unset="console on a terminal, else json",
+    ),
+    _v("SOUNDS_DIR", "sounds_dir", lambda r, n, d: Path(r.text(n) or d)),
+    _v(
+        "GATEWAY_MAX_CARD_DIGITS",
+        "gateway_max_card_digits",
+        lambda r, n, d: r.integer(n, d, 12, 19),
+    ),
+    _v("SESSION_IDLE_S", "session_idle_s", lambda r, n, d: r.number(n, d, 1, 86400)),
+    _v("SESSION_MAX_S", "session_max_s", lambda r, n, d: r.number(n, d, 1, 7 * 86400)),
+    _v("SIGNIN_MAX_FAILURES", "signin_max_failures", lambda r, n, d: r.integer(n, d, 1, 100)),
+    _v("SIGNIN_LOCKOUT_S", "signin_lockout_s", lambda r, n, d: r.number(n, d, 1, 86400)),
+    _v("PROMPT_MAX_S", "prompt_max_s", lambda r, n, d: r.number(n, d, 1, 600)),
+)
+
+
+def show(value: Any) -> str:
+    """A setting's value as the variable would be written (``3/2``, ``ja,en``, ``on``)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        sep = "/" if all(isinstance(v, int) for v in value) else ","
+        return sep.join(show(v) for v in value)
+    return str(value)
+
+
+def _masked(var: Variable, value: Any) -> str:
+    text = show(value)
+    if not text or not var.secret:
+        return text
+    if var.secret == "url":
+        # scheme://user:password@host…: only the password goes
+        return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*@", r"\1****@", text)
+    return "****"
+
+
+@dataclass(frozen=True)
+class Effective:
+    """One line of ``ivrpay config``: the value in force (secrets masked) and the default."""
+
+    name: str
+    value: str
+    default: str
+    is_set: bool  # set in the environment (else the default is in force)
+
+
+def effective(settings: Settings, env: Mapping[str, str] | None = None) -> list[Effective]:
+    """Every variable of :data:`VARIABLES` with its value in ``settings`` and its default."""
+    env = os.environ if env is None else env
+    defaults = Settings()
+    rows = []
+    for var in VARIABLES:
+        default = var.default(defaults)
+        shown_default = show(default) or f"(unset: {var.unset})"
+        if var.with_gateway:
+            shown_default += " (the sandbox's; required with a gateway)"
+        value = _masked(var, var.default(settings)) or "(unset)"
+        rows.append(Effective(var.name, value, shown_default, env.get(var.name, "") != ""))
+    return rows
