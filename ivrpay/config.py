@@ -149,11 +149,7 @@ class Settings:
             if var.with_gateway and values["gateway_url"] is None:
                 continue  # the sandbox's credentials: real ones are required, never defaulted
             value = var.read(r, var.name, var.default(d))
-            values.update(
-                zip(var.fields, value, strict=True)
-                if len(var.fields) > 1
-                else {var.fields[0]: value}
-            )
+            values.update(zip(var.fields, value if len(var.fields) > 1 else (value,), strict=True))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -299,7 +295,7 @@ class Variable:
 
 
 def _v(name: str, fields: str, read: Callable[[_Reader, str, Any], Any], **kw: Any) -> Variable:
-    return Variable(f"IVRPAY_{name}", tuple(fields.split()), read, **kw)
+    return Variable(name, tuple(fields.split()), read, **kw)
 
 
 def _credential(limit: int) -> Callable[[_Reader, str, Any], Any]:
@@ -308,73 +304,77 @@ def _credential(limit: int) -> Callable[[_Reader, str, Any], Any]:
 
 VARIABLES: tuple[Variable, ...] = (
     _v(
-        "DATABASE_URL",
+        "IVRPAY_DATABASE_URL",
         "database_url",
         lambda r, n, d: r.text(n),
         secret="url",
         unset="embedded PostgreSQL under ./var/",
     ),
-    _v("AGI_LISTEN", "agi_listen", lambda r, n, d: r.hostport(n, d)),
-    _v("HTTP_LISTEN", "http_listen", lambda r, n, d: r.hostport(n, d)),
-    _v("GATEWAY_URL", "gateway_url", lambda r, n, d: r.url(n), unset="the sandbox gateway"),
-    _v("SHOP_ID", "shop_id", _credential(13), with_gateway=True),
-    _v("SHOP_PASS", "shop_pass", _credential(10), secret="all", with_gateway=True),
-    _v("SITE_ID", "site_id", _credential(13), with_gateway=True),
-    _v("SITE_PASS", "site_pass", _credential(20), secret="all", with_gateway=True),
-    _v("LANGUAGES", "languages", lambda r, n, d: r.choices(n, d, LANGUAGES)),
-    _v("CARD_BRANDS", "card_brands", lambda r, n, d: r.choices(n, d, ALL_BRANDS, upper=True)),
-    _v("SECURITY_CODE", "security_code", lambda r, n, d: r.onoff(n, d)),
-    _v("CONFIRM", "confirm", lambda r, n, d: r.onoff(n, d)),
-    _v("ATTEMPTS", "attempts", lambda r, n, d: r.integer(n, d, 1, 9)),
+    _v("IVRPAY_AGI_LISTEN", "agi_listen", lambda r, n, d: r.hostport(n, d)),
+    _v("IVRPAY_HTTP_LISTEN", "http_listen", lambda r, n, d: r.hostport(n, d)),
+    _v("IVRPAY_GATEWAY_URL", "gateway_url", lambda r, n, d: r.url(n), unset="the sandbox gateway"),
+    _v("IVRPAY_SHOP_ID", "shop_id", _credential(13), with_gateway=True),
+    _v("IVRPAY_SHOP_PASS", "shop_pass", _credential(10), secret="all", with_gateway=True),
+    _v("IVRPAY_SITE_ID", "site_id", _credential(13), with_gateway=True),
+    _v("IVRPAY_SITE_PASS", "site_pass", _credential(20), secret="all", with_gateway=True),
+    _v("IVRPAY_LANGUAGES", "languages", lambda r, n, d: r.choices(n, d, LANGUAGES)),
     _v(
-        "MAX_EXECUTIONS",
+        "IVRPAY_CARD_BRANDS", "card_brands", lambda r, n, d: r.choices(n, d, ALL_BRANDS, upper=True)
+    ),
+    _v("IVRPAY_SECURITY_CODE", "security_code", lambda r, n, d: r.onoff(n, d)),
+    _v("IVRPAY_CONFIRM", "confirm", lambda r, n, d: r.onoff(n, d)),
+    _v("IVRPAY_ATTEMPTS", "attempts", lambda r, n, d: r.integer(n, d, 1, 9)),
+    _v(
+        "IVRPAY_MAX_EXECUTIONS",
         "max_executions_per_payment max_executions_per_call",
         lambda r, n, d: r.executions(n, d),
     ),
-    _v("DIGIT_TIMEOUT_MS", "digit_timeout_ms", lambda r, n, d: r.integer(n, d, 500, 60000)),
-    _v("GATEWAY_TIMEOUT_S", "gateway_timeout_s", lambda r, n, d: r.number(n, d, 0.05, 300)),
+    _v("IVRPAY_DIGIT_TIMEOUT_MS", "digit_timeout_ms", lambda r, n, d: r.integer(n, d, 500, 60000)),
+    _v("IVRPAY_GATEWAY_TIMEOUT_S", "gateway_timeout_s", lambda r, n, d: r.number(n, d, 0.05, 300)),
     _v(
-        "GATEWAY_CONNECT_TIMEOUT_S",
+        "IVRPAY_GATEWAY_CONNECT_TIMEOUT_S",
         "gateway_connect_timeout_s",
         lambda r, n, d: r.number(n, d, 0.05, 60),
     ),
-    _v("TIMEZONE", "timezone", lambda r, n, d: r.timezone(n, d)),
-    _v("CALLBACK_PATTERN", "callback_pattern", lambda r, n, d: r.regex(n, d)),
-    _v("MAX_CALLS", "max_calls", lambda r, n, d: r.integer(n, d, 1, 100000)),
-    _v("AMI_URL", "ami_url", lambda r, n, d: r.text(n), secret="url", unset="no take-back"),
+    _v("IVRPAY_TIMEZONE", "timezone", lambda r, n, d: r.timezone(n, d)),
+    _v("IVRPAY_CALLBACK_PATTERN", "callback_pattern", lambda r, n, d: r.regex(n, d)),
+    _v("IVRPAY_MAX_CALLS", "max_calls", lambda r, n, d: r.integer(n, d, 1, 100000)),
+    _v("IVRPAY_AMI_URL", "ami_url", lambda r, n, d: r.text(n), secret="url", unset="no take-back"),
     _v(
-        "SECRET_KEY",
+        "IVRPAY_SECRET_KEY",
         "secret_key",
         lambda r, n, d: r.text(n),
         secret="all",
         unset="a new one at each start; sign-ins end at a restart",
     ),
-    _v("LEASE_S", "lease_s", lambda r, n, d: r.number(n, d, 0.05, 3600)),
-    _v("DRAIN_S", "drain_s", lambda r, n, d: r.number(n, d, 0, 3600)),
-    _v("RECONCILE_AFTER_S", "reconcile_after_s", lambda r, n, d: r.number(n, d, 0, 86400)),
-    _v("LIST_HOLDBACK_S", "list_holdback_s", lambda r, n, d: r.number(n, d, 0, 3600)),
+    _v("IVRPAY_LEASE_S", "lease_s", lambda r, n, d: r.number(n, d, 0.05, 3600)),
+    _v("IVRPAY_DRAIN_S", "drain_s", lambda r, n, d: r.number(n, d, 0, 3600)),
+    _v("IVRPAY_RECONCILE_AFTER_S", "reconcile_after_s", lambda r, n, d: r.number(n, d, 0, 86400)),
+    _v("IVRPAY_LIST_HOLDBACK_S", "list_holdback_s", lambda r, n, d: r.number(n, d, 0, 3600)),
     _v(
-        "LOG_LEVEL",
+        "IVRPAY_LOG_LEVEL",
         "log_level",
         lambda r, n, d: r.choice(n, d, ("debug", "info", "warning", "error")),
     ),
     _v(
-        "LOG_FORMAT",
+        "IVRPAY_LOG_FORMAT",
         "log_format",
         lambda r, n, d: r.choice(n, d, ("json", "console")),
         unset="console on a terminal, else json",
     ),
-    _v("SOUNDS_DIR", "sounds_dir", lambda r, n, d: Path(r.text(n) or d)),
+    _v("IVRPAY_SOUNDS_DIR", "sounds_dir", lambda r, n, d: Path(r.text(n) or d)),
     _v(
-        "GATEWAY_MAX_CARD_DIGITS",
+        "IVRPAY_GATEWAY_MAX_CARD_DIGITS",
         "gateway_max_card_digits",
         lambda r, n, d: r.integer(n, d, 12, 19),
     ),
-    _v("SESSION_IDLE_S", "session_idle_s", lambda r, n, d: r.number(n, d, 1, 86400)),
-    _v("SESSION_MAX_S", "session_max_s", lambda r, n, d: r.number(n, d, 1, 7 * 86400)),
-    _v("SIGNIN_MAX_FAILURES", "signin_max_failures", lambda r, n, d: r.integer(n, d, 1, 100)),
-    _v("SIGNIN_LOCKOUT_S", "signin_lockout_s", lambda r, n, d: r.number(n, d, 1, 86400)),
-    _v("PROMPT_MAX_S", "prompt_max_s", lambda r, n, d: r.number(n, d, 1, 600)),
+    _v("IVRPAY_SESSION_IDLE_S", "session_idle_s", lambda r, n, d: r.number(n, d, 1, 86400)),
+    _v("IVRPAY_SESSION_MAX_S", "session_max_s", lambda r, n, d: r.number(n, d, 1, 7 * 86400)),
+    _v(
+        "IVRPAY_SIGNIN_MAX_FAILURES", "signin_max_failures", lambda r, n, d: r.integer(n, d, 1, 100)
+    ),
+    _v("IVRPAY_SIGNIN_LOCKOUT_S", "signin_lockout_s", lambda r, n, d: r.number(n, d, 1, 86400)),
+    _v("IVRPAY_PROMPT_MAX_S", "prompt_max_s", lambda r, n, d: r.number(n, d, 1, 600)),
 )
 
 
