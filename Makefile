@@ -45,4 +45,4 @@ sounds: install
 	$(BIN)/python -m ivrpay.sounds.make
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
