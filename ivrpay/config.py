@@ -340,6 +340,7 @@ VARIABLES: tuple[Variable, ...] = (
     _v("IVRPAY_CALLBACK_PATTERN", "callback_pattern", lambda r, n, d: r.regex(n, d)),
     _v("IVRPAY_MAX_CALLS", "max_calls", lambda r, n, d: r.integer(n, d, 1, 100000)),
     _v("IVRPAY_AMI_URL", "ami_url", lambda r, n, d: r.text(n), secret="url", unset="no take-back"),
+    _v("IVRPAY_LISTEN_IN", "listen_in", lambda r, n, d: r.onoff(n, d)),
     _v(
         "IVRPAY_SECRET_KEY",
         "secret_key",
