@@ -263,6 +263,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document for these settings."""
     p = API_PREFIX
     gateway_extra = {s: _problem(s) for s in (502, 504)}
+    # One AlterTran per action, whichever process or screen asks (issue 9.2).
+    once = (
+        " 409 settlement-in-progress while another capture, void or refund of the payment is "
+        "being sent or its lost answer looked up; 504 when the answer was lost (retrying is safe)."
+    )
     paths: dict[str, Any] = {
         f"{p}/payments": {
             "post": {
@@ -359,21 +364,23 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         f"{p}/payments/{{id}}/capture": {
             "post": _action(
                 "capturePayment",
-                "Capture (SALES) a succeeded AUTH payment; repeating it answers 200 unchanged.",
+                "Capture (SALES) a succeeded AUTH payment; repeating it answers 200 unchanged."
+                + once,
                 gateway_extra,
             )
         },
         f"{p}/payments/{{id}}/void": {
             "post": _action(
                 "voidPayment",
-                "Void a succeeded charge (authorized or captured); repeating it answers 200.",
+                "Void a succeeded charge (authorized or captured); repeating it answers 200."
+                + once,
                 gateway_extra,
             )
         },
         f"{p}/payments/{{id}}/refund": {
             "post": _action(
                 "refundPayment",
-                "Refund a captured payment; repeating it answers 200.",
+                "Refund a captured payment; repeating it answers 200." + once,
                 gateway_extra,
             )
         },
