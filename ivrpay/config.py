@@ -92,6 +92,10 @@ class Settings:
     ami_url: str | None = None
     # Listen-in by default for payments registered with an operator (operator.listen_in).
     listen_in: bool = False
+    # Listen-in for callers whose keys are tones: mute the operator's leg while a card field is
+    # keyed (AMI MuteAudio, which needs the manager user's write=system); off: such callers are
+    # refused listen-in and transferred as usual.
+    listen_in_mute: bool = False
     secret_key: str | None = None
     lease_s: float = 30.0
     drain_s: float = 30.0
@@ -341,6 +345,7 @@ VARIABLES: tuple[Variable, ...] = (
     _v("IVRPAY_MAX_CALLS", "max_calls", lambda r, n, d: r.integer(n, d, 1, 100000)),
     _v("IVRPAY_AMI_URL", "ami_url", lambda r, n, d: r.text(n), secret="url", unset="no take-back"),
     _v("IVRPAY_LISTEN_IN", "listen_in", lambda r, n, d: r.onoff(n, d)),
+    _v("IVRPAY_LISTEN_IN_MUTE", "listen_in_mute", lambda r, n, d: r.onoff(n, d)),
     _v(
         "IVRPAY_SECRET_KEY",
         "secret_key",

@@ -25,6 +25,7 @@ from ivrpay import store
 from ivrpay.agi.server import FastAGIServer
 from ivrpay.agichannel import channel_handler
 from ivrpay.ami import parse_ami_url
+from ivrpay.ami.guard import spy_guards
 from ivrpay.api.app import begin_draining, init_app, start_http
 from ivrpay.api.takeback import TakeBack
 from ivrpay.config import ConfigError, Settings
@@ -80,6 +81,12 @@ class Service:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
 
+    async def _record_mute(self, payment_id: str, muted: bool) -> None:
+        assert self.db is not None and self.deps is not None
+        await store.set_listen_in_muted(
+            self.db.pool, payment_id, muted=muted, now=self.deps.clock()
+        )
+
     async def start(self) -> None:
         s = self.settings
         check_prompts(s)
@@ -103,6 +110,7 @@ class Service:
         self.takeback = TakeBack.from_settings(s, self.db.pool, owner=self.owner)
         if self.takeback is not None:
             await self.takeback.start()
+            self.deps.guards = spy_guards(self.takeback.link, self._record_mute)
         app = init_app(
             s,
             pool=self.db.pool,

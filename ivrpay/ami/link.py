@@ -394,6 +394,20 @@ class AmiLink:
             raise AmiRefused("Status", str(messages[0].get("Message") or "refused"))
         return [m for m in messages[1:] if str(m.get("Event", "")).lower() == "status"]
 
+    async def channel_status(self, channel: str) -> Message | None:
+        """The ``Status`` event of one channel (``Application`` says what it runs), or None
+        when the PBX does not know it (hung up)."""
+        if not self.connected:
+            raise AmiUnavailable(f"AMI link down: {self.detail}")
+        reply = await self._send({"Action": "Status", "Channel": channel}, whole=True)
+        messages = reply if isinstance(reply, list) else [reply]
+        if not _ok(messages[0]):
+            return None  # "No such channel"
+        for m in messages[1:]:
+            if str(m.get("Event", "")).lower() == "status" and m.get("Channel") == channel:
+                return m
+        return None
+
     async def getvar(self, channel: str, variable: str) -> str:
         """A channel variable or function (``PJSIP_DTMF_MODE()``) of ``channel``."""
         reply = await self.action({"Action": "Getvar", "Channel": channel, "Variable": variable})

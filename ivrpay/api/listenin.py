@@ -151,7 +151,8 @@ async def listen_in(
         raise Problem(
             504, "ami-outcome-unknown", f"The PBX did not list its calls: {exc}"
         ) from None
-    if mode not in DTMF_EVENT_MODES:
+    mute = mode not in DTMF_EVENT_MODES
+    if mute and not config[keys.SETTINGS].listen_in_mute:
         log.info("api.listen_in_refused", payment_id=current["id"], dtmf_mode=mode or "unknown")
         raise _conflict("in_band_dtmf")
     try:
@@ -162,6 +163,8 @@ async def listen_in(
             operator_channel=operator,
             caller_channel=caller,
             now=clock(),
+            dtmf_mode=mode,
+            mute=mute,
         )
     except store.NotFound:
         raise not_found() from None
@@ -190,6 +193,8 @@ async def listen_in(
             "outcome": outcome,
             "operator_channel": operator,
             "caller_channel": caller,
+            "dtmf_mode": mode,
+            "mute": mute,
             "process": tb.owner if outcome == "ok" else None,
         },
     )

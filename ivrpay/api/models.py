@@ -241,6 +241,9 @@ class ListenIn:
     caller_channel: str
     process: str | None = None
     ended_at: Time | None = None
+    dtmf_mode: str | None = None  # the caller's line, as the PBX said (PJSIP_DTMF_MODE)
+    mute: bool = False  # keys are tones: the operator's leg is muted while a field is keyed
+    muted: bool = False  # muted now
 
 
 @dataclass(frozen=True)

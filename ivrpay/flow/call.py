@@ -25,7 +25,7 @@ import structlog
 from ivrpay import payments
 from ivrpay.card.holder import CardData
 from ivrpay.flow.channel import CallerGone, Channel, CommandFailed
-from ivrpay.flow.deps import FlowDeps, HeldPayment
+from ivrpay.flow.deps import FlowDeps, HeldPayment, KeypadGuard
 from ivrpay.flow.ends import (
     APOLOGY,
     CANCELED,
@@ -71,6 +71,7 @@ class Call:
         self.entry = CardEntry(self.card, deps.settings, deps.clock)
         self.found: Mapping[str, Any] | None = None  # the payment identified, before the claim
         self.pay: HeldPayment | None = None  # the payment this call holds
+        self.guard: KeypadGuard | None = None  # listen-in: keys only while the operator is safe
         self.attempts: dict[str, int] = {}
         self.step = "waiting"
         self.gateway_task: asyncio.Task[Decision] | None = None
@@ -180,6 +181,8 @@ class Call:
         self.pay = claim.call
         self.log = self.log.bind(payment_id=self.pay.id)
         self.log.info("call.claimed")
+        if self.deps.guards is not None:
+            self.guard = self.deps.guards(found)
 
     # -- card entry and payment --------------------------------------------------------------------
     @property
@@ -188,14 +191,34 @@ class Call:
         return self.pay
 
     async def _collect_and_pay(self) -> End:
+        try:
+            return await self._collect_and_pay_guarded()
+        finally:
+            if self.guard is not None:
+                await self.guard.close()
+
+    async def _open(self, f: Field) -> None:
+        """Listen-in: the field may be keyed only once the guard says so; else the card entry
+        stops and the caller goes back to the operator."""
+        if self.guard is not None and not await self.guard.open(f.name):
+            self.log.warning("call.keypad_refused", field=f.name)
+            raise End(CallStatus.OPERATOR, [P.connecting_operator], PaymentStatus.ABANDONED)
+
+    async def _collect_and_pay_guarded(self) -> End:
+        fields = self.entry.fields(register_only=self._pay.register_only)
+        # A key pressed during the greeting is the card number's first digit: guarded too.
+        await self._open(fields[0])
         first = await self._greet()
         lead: list[str] = []
         while True:
             # Every field the card holder lacks: all of them at first, after "2" at the
             # confirmation and after a decline; only the rejected one after a gateway input error.
-            for f in self.entry.fields(register_only=self._pay.register_only):
+            for f in fields:
                 if not self.entry.held(f):
+                    await self._open(f)
                     await self._collect(f, lead, first)
+                    if self.guard is not None:
+                        await self.guard.close()
                     lead, first = [], None
             if self.settings.confirm and not await self._confirm():
                 self.card.wipe()

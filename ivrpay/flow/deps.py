@@ -15,7 +15,7 @@ from ivrpay.card.holder import CardData
 from ivrpay.config import Settings
 from ivrpay.payments import Decision, Operation, PaymentStatus
 
-__all__ = ["Claim", "FlowDeps", "HeldPayment", "Payments"]
+__all__ = ["Claim", "FlowDeps", "HeldPayment", "KeypadGuard", "Payments"]
 
 
 class HeldPayment(Protocol):
@@ -85,6 +85,24 @@ class Payments(Protocol):
     ) -> Claim: ...
 
 
+class KeypadGuard(Protocol):
+    """Listen-in: a card field may be keyed only while the operator listens on the spy leg and,
+    for a caller whose keys are tones, only while that leg is muted (:mod:`ivrpay.ami.guard`)."""
+
+    async def open(self, field: str) -> bool:
+        """Before the caller may key ``field``: False = card entry must stop (the caller goes
+        back to the operator). Opening the field that is open already is a no-op."""
+        ...
+
+    async def close(self) -> None:
+        """The field is done (or the call ends): lift what :meth:`open` set. Never raises."""
+        ...
+
+
+# The guard of a payment about to be keyed (its snapshot), or None: no listen-in.
+Guards = Callable[[Mapping[str, Any]], KeypadGuard | None]
+
+
 @dataclass
 class FlowDeps:
     """What a call needs from the process: settings, the payment process, a lease owner."""
@@ -93,6 +111,7 @@ class FlowDeps:
     payments: Payments
     owner: str
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    guards: Guards | None = None  # listen-in keypad guards (AMI configured)
 
     @property
     def tasks(self) -> set[asyncio.Task[Any]]:

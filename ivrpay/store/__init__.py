@@ -151,6 +151,7 @@ Listen-in (``ivrpay.store.listenin``)
                                     pending, registered for listen-in: listen_in {by, at, ...};
                                     Conflict "not_listen_in" | "not_pending" | "already_listening"
     confirm_listen_in / clear_listen_in(db, payment_id, *, at, ...)   sent by / the redirect failed
+    set_listen_in_muted(db, payment_id, *, muted, now) -> dict | None   the operator's leg muted
 
 Take-back (``ivrpay.store.takeback``)
     take_back_conflict(snapshot) -> str | None          pure: the Conflict code mark would raise
@@ -284,6 +285,7 @@ from ivrpay.store.listenin import (
     confirm_listen_in,
     listen_in_conflict,
     mark_listen_in,
+    set_listen_in_muted,
 )
 from ivrpay.store.migrations import MigrationError, migrate
 from ivrpay.store.notify import PaymentListener
@@ -419,6 +421,7 @@ __all__ = [
     "resolve_lapsed_leases",
     "resolve_review",
     "revoke_api_client",
+    "set_listen_in_muted",
     "set_user_enabled",
     "set_user_password",
     "settlement_action",

@@ -40,8 +40,11 @@ async def mark_listen_in(
     operator_channel: str,
     caller_channel: str,
     now: datetime,
+    dtmf_mode: str = "",
+    mute: bool = False,
 ) -> dict[str, Any]:
-    """Record the start of a listen-in: the new snapshot. Conflict ``not_listen_in``,
+    """Record the start of a listen-in: the new snapshot (``mute``: the caller's keys are
+    tones, the operator's leg is muted while a card field is keyed). Conflict ``not_listen_in``,
     ``not_pending`` (a call has it, or it ended), ``already_listening``; NotFound."""
     aware(now)
     pid = payment_pk(payment_id)
@@ -51,6 +54,9 @@ async def mark_listen_in(
         "operator_channel": mask(operator_channel, 200),
         "caller_channel": mask(caller_channel, 200),
         "process": None,
+        "dtmf_mode": mask(dtmf_mode, 20),
+        "mute": mute,
+        "muted": False,
     }
     async with transaction(db) as conn:
         row = await lock_existing(conn, pid)
@@ -105,4 +111,21 @@ async def clear_listen_in(
             where=lambda a: f"listen_in->>'at' = {a(at)} AND status = 'pending'",
             sets={"listen_in": None},
             data={"reason": mask(reason, 200)},
+        )
+
+
+async def set_listen_in_muted(
+    db: Db, payment_id: Any, *, muted: bool, now: datetime
+) -> dict[str, Any] | None:
+    """The operator's leg was muted (a card field is being keyed) or the mute lifted: on the
+    record, as an event (the screen's live view, the audit trail of every mute)."""
+    aware(now)
+    async with transaction(db) as conn:
+        return await change(
+            conn,
+            payment_pk(payment_id),
+            now=now,
+            kind="listen_in_muted" if muted else "listen_in_unmuted",
+            where="listen_in IS NOT NULL",
+            sets={"listen_in": lambda a: f"listen_in || {a({'muted': muted})}"},
         )

@@ -108,6 +108,10 @@ WORDS: dict[str, tuple[str, str]] = {
         "The caller is keying the card: you hear the prompts and the caller, never the keys, "
         "and are back with the caller when it ends.",
     ),
+    "muted_note": (
+        "お客様の回線はボタンの音が音声で届くため、入力中は無音になります。",
+        "Muted while the caller keys this field: their line sends the keys as tones.",
+    ),
     "listen_in_disabled": (
         "通話したままの入力は使えません（AMIが設定されていません）。",
         "Listen-in is not available (AMI is not configured).",

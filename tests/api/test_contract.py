@@ -277,7 +277,17 @@ PRODUCT_PARTS = {
     # product.md, take-back: "taken_back {by, at}"; process names who redirected (issue 11).
     "taken_back": {"by", "at", "process"},
     # The listen-in that started the card entry (issue 14; product.md is silent on its record).
-    "listen_in": {"by", "at", "operator_channel", "caller_channel", "process", "ended_at"},
+    "listen_in": {
+        "by",
+        "at",
+        "operator_channel",
+        "caller_channel",
+        "process",
+        "ended_at",
+        "dtmf_mode",
+        "mute",
+        "muted",
+    },
 }
 PRODUCT_EXTRA = {"settlement", "cancel_requested", "taken_back", "listen_in", "needs_review"}
 

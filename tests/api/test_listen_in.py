@@ -213,3 +213,21 @@ def test_find_call(channels: list[tuple[str, str]], found: Any) -> None:
     else:
         with pytest.raises(ValueError, match=found):
             find_call(events, "PJSIP/1001")
+
+
+async def test_with_the_mute_setting_a_tone_caller_is_listened_to_muted(
+    make_client: MakeClient,
+    auth: dict[str, str],
+    on_a_call: tuple[AmiStandIn, TakeBack],
+) -> None:
+    standin, tb = on_a_call
+    standin.dtmf_modes[CALLER] = "inband"
+    client = await make_client(ami=tb, settings=Settings(listen_in_mute=True))
+    r = await client.post("/api/v1/payments", json=body(operator=LISTENING), headers=auth)
+    payment = await r.json()
+    r = await client.post(LISTEN_IN.format(payment["id"]), headers=auth)
+    doc = await r.json()
+    assert r.status == 202, doc
+    listen = doc["payment"]["listen_in"]
+    assert (listen["dtmf_mode"], listen["mute"], listen["muted"]) == ("inband", True, False)
+    assert len(standin.named("Redirect")) == 1

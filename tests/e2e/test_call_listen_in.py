@@ -131,3 +131,30 @@ async def test_take_back_during_a_listen_in(ivrpay: Ivrpay, ami_standin: AmiStan
     assert after["status"] == "abandoned" and after["taken_back"] and after["listen_in"]
     redirect = ami_standin.named("Redirect")[-1]
     assert (redirect["Channel"], redirect["Context"]) == (CALLER_CHANNEL, "ivrpay-takeback")
+
+
+async def test_a_listener_who_left_stops_the_card_entry(
+    ivrpay: Ivrpay, ami_standin: AmiStandIn
+) -> None:
+    """Keys are taken only while the operator is on the spy leg: gone after the expiry was
+    asked, the security code is never asked; the caller goes back (the dialplan rings the
+    operator's phone) and nothing is sent to the gateway."""
+    await _ami_up(ivrpay)
+    calls = _redirect_runs_the_ivr(
+        ami_standin, ivrpay, pay_keys(), pause_at="GET DATA ivrpay/enter_expiry"
+    )
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
+    assert status == 202
+    await ami_standin.until(lambda s: len(calls) == 1)
+    call, held = calls[0]
+    await held.reached()
+    ami_standin.channels.discard(OPERATOR_CHANNEL)  # the operator hung up the spy leg
+    held.release()
+    record = await call.wait()
+    ended(record, "OPERATOR", payment, callback="PJSIP/1001")
+    files = [p.file for p in record.prompts]
+    assert "ivrpay/enter_expiry" in files and "ivrpay/enter_security_code" not in files
+    after = await call_released(ivrpay, payment["id"])
+    assert after["status"] == "abandoned" and after["executions"] == []
+    assert ami_standin.named("MuteAudio") == []  # an RFC 4733 caller: nothing to mute

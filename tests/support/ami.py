@@ -44,6 +44,10 @@ class AmiStandIn:
     bridges: dict[str, str] = field(default_factory=dict)
     # channel -> PJSIP_DTMF_MODE() (Getvar); rfc4733 when absent, as Asterisk's default
     dtmf_modes: dict[str, str] = field(default_factory=dict)
+    # channel -> the application it runs (Status: Application); a dual Redirect into
+    # [ivrpay-spy] starts ChanSpy on the extra channel, as the shipped dialplan does
+    applications: dict[str, str] = field(default_factory=dict)
+    refuse: set[str] = field(default_factory=set)  # actions answered "Response: Error"
     refuse_logins: bool = False
     host: str = "127.0.0.1"
     port: int = 0
@@ -207,6 +211,15 @@ class AmiStandIn:
                 return error(f"No such channel: {h.get('Channel')}")
             self.variables[(h["Channel"], h.get("Variable", ""))] = h.get("Value", "")
             return [{"Response": "Success", **aid, "Message": "Variable Set"}]
+        if name in self.refuse:
+            return error(f"{h.get('Action')} refused by the test")
+        if name == "muteaudio":
+            # res_mutestream: the channel must exist; direction in | out | all, state on | off
+            if h.get("Channel") not in self.channels:
+                return error("No such channel")
+            if h.get("Direction") not in ("in", "out", "all"):
+                return error("Invalid direction")
+            return [{"Response": "Success", **aid}]
         if name == "getvar":
             channel, variable = h.get("Channel", ""), h.get("Variable", "")
             if channel not in self.channels:
@@ -231,6 +244,10 @@ class AmiStandIn:
                         return error(f"{name_} not specified")
                 self.bridges.pop(extra, None)
                 self.bridges.pop(h["Channel"], None)
+                if h.get("ExtraContext") == "ivrpay-spy":
+                    self.applications[extra] = "ChanSpy"
+                self.applications[h["Channel"]] = "AGI"
+
                 return [{"Response": "Success", **aid, "Message": "Dual Redirect successful"}]
             self.bridges.pop(h["Channel"], None)
             return [{"Response": "Success", **aid, "Message": "Redirect successful"}]
@@ -244,7 +261,12 @@ class AmiStandIn:
                     "Message": "Channel status will follow",
                 }
             ]
+            wanted = h.get("Channel")
+            if wanted and wanted not in self.channels:
+                return error("No such channel")
             for channel in sorted(self.channels):
+                if wanted and channel != wanted:
+                    continue
                 replies.append(
                     {
                         "Event": "Status",
@@ -254,6 +276,7 @@ class AmiStandIn:
                         "ChannelStateDesc": "Up",
                         "Uniqueid": f"1733.{len(replies)}",
                         "BridgeID": self.bridges.get(channel, ""),
+                        "Application": self.applications.get(channel, ""),
                         **aid,
                     }
                 )
