@@ -82,9 +82,16 @@ class Service:
     )
 
     async def _record_mute(self, payment_id: str, muted: bool) -> None:
+        """A listen-in mute or unmute: on the payment (the live page) and in the audit log."""
         assert self.db is not None and self.deps is not None
-        await store.set_listen_in_muted(
-            self.db.pool, payment_id, muted=muted, now=self.deps.clock()
+        now = self.deps.clock()
+        await store.set_listen_in_muted(self.db.pool, payment_id, muted=muted, now=now)
+        await store.write_audit(
+            self.db.pool,
+            actor=f"ivrpay:{self.owner}",
+            action="payment.listen_in_mute" if muted else "payment.listen_in_unmute",
+            now=now,
+            payment_id=payment_id,
         )
 
     async def start(self) -> None:

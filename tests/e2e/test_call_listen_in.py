@@ -158,3 +158,26 @@ async def test_a_listener_who_left_stops_the_card_entry(
     after = await call_released(ivrpay, payment["id"])
     assert after["status"] == "abandoned" and after["executions"] == []
     assert ami_standin.named("MuteAudio") == []  # an RFC 4733 caller: nothing to mute
+
+
+async def test_the_caller_hanging_up_during_a_listen_in(
+    ivrpay: Ivrpay, ami_standin: AmiStandIn
+) -> None:
+    """The caller hangs up while keying: abandoned as after any hang-up (ChanSpy's E option then
+    ends the operator's spy leg); the listen-in's end is the call's."""
+    await _ami_up(ivrpay)
+    calls = _redirect_runs_the_ivr(
+        ami_standin, ivrpay, [f"{VISA}#"], pause_at="GET DATA ivrpay/enter_expiry"
+    )
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
+    assert status == 202
+    await ami_standin.until(lambda s: len(calls) == 1)
+    call, held = calls[0]
+    await held.reached()
+    await call.hang_up()
+    held.release()
+    hung_up(await call.wait())
+    after = await call_released(ivrpay, payment["id"])
+    assert after["status"] == "abandoned" and after["executions"] == []
+    assert after["listen_in"]["ended_at"] == after["call"]["ended_at"] is not None

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ivrpay import store
 from tests.e2e.callkit import call_released, ended, pay_keys
 from tests.e2e.conftest import Ivrpay
 from tests.e2e.test_call_listen_in import (
@@ -64,6 +65,11 @@ async def test_each_field_is_keyed_with_the_operator_muted(
         )
     ]
     assert kinds.count("listen_in_muted") == 3 and kinds.count("listen_in_unmuted") == 3
+    # The audit log: who listened in, and every mute and unmute.
+    audit = [a["action"] for a in await store.list_audit(ivrpay.pool, payment_id=payment["id"])]
+    assert sorted(audit) == sorted(
+        ["payment.listen_in"] + ["payment.listen_in_mute", "payment.listen_in_unmute"] * 3
+    )
 
 
 async def test_a_refused_mute_stops_the_card_entry_before_any_key(
