@@ -45,6 +45,10 @@ from ivrpay.simulator.sounds import SoundLibrary
 _MAX_COMMAND = AGI_BUF_LEN - 1  # bytes Asterisk reads as one command, newline included
 _REPLY_LIKE = re.compile(rb"\d{3}[ -]")
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
+# A UUID's last group is 12 hex digits, all decimal about one time in 300: not a card number.
+_UUID = re.compile(
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+)
 
 
 @dataclass(frozen=True)
@@ -433,7 +437,7 @@ class SimulatedCall:
             self._line_error(line, "CR in the command: Asterisk keeps it in the last word", index)
         if _REPLY_LIKE.match(line):
             self._line_error(line, "a reply line sent as a command", index)
-        if any(_luhn(m.group()) for m in _DIGIT_RUN.finditer(text)):
+        if any(_luhn(m.group()) for m in _DIGIT_RUN.finditer(_UUID.sub("-", text))):
             self.record.card_like_commands.append(index)
 
     def _line_error(self, line: bytes, what: str, index: int | None = None) -> None:

@@ -333,8 +333,12 @@ async def test_card_digits_in_a_command_are_flagged(raw_server) -> None:
     assert await peer.result("SET VARIABLE LAST4 1111") == "200 result=1"
     assert await peer.result("SET VARIABLE OOPS 4111111111111111") == "200 result=1"
     assert await peer.result("SET VARIABLE UUID 446655440000") == "200 result=1"  # not Luhn
+    # A payment id whose last group happens to be a Luhn-valid run of digits is no card number.
+    uuid = "ef325957-f835-4537-947b-411111111117"
+    assert await peer.result(f"SET VARIABLE IVRPAY_PAYMENT_ID {uuid}") == "200 result=1"
+    assert await peer.result("SET VARIABLE OOPS2 x4111111111111111") == "200 result=1"
     record = await end_call(call, peer)
-    assert record.card_like_commands == [1]
+    assert record.card_like_commands == [1, 4]
     assert "4111111111111111" not in repr(record)
 
 
