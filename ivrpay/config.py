@@ -108,6 +108,12 @@ class Settings:
     transferrer_max_age_s: float = 600.0
     agi_header_timeout_s: float = 5.0
     agi_command_timeout_s: float = 120.0
+    # The HTTP listener (issue 13.4): first request's headers within, idle keep-alive, and
+    # connections from one address / in all (the FastAGI calls' descriptors come first).
+    http_header_timeout_s: float = 10.0
+    http_idle_s: float = 15.0
+    http_max_connections: int = 1000
+    http_max_per_address: int = 100
     webhook_backoff_s: tuple[float, ...] = WEBHOOK_BACKOFF_S
     reconcile_backoff_s: tuple[float, ...] = RECONCILE_BACKOFF_S
     retry_horizon_s: float = 24 * 3600.0
@@ -381,6 +387,22 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     _v("IVRPAY_SIGNIN_LOCKOUT_S", "signin_lockout_s", lambda r, n, d: r.number(n, d, 1, 86400)),
     _v("IVRPAY_PROMPT_MAX_S", "prompt_max_s", lambda r, n, d: r.number(n, d, 1, 600)),
+    _v(
+        "IVRPAY_HTTP_HEADER_TIMEOUT_S",
+        "http_header_timeout_s",
+        lambda r, n, d: r.number(n, d, 0.1, 600),
+    ),
+    _v("IVRPAY_HTTP_IDLE_S", "http_idle_s", lambda r, n, d: r.number(n, d, 0.1, 3600)),
+    _v(
+        "IVRPAY_HTTP_MAX_CONNECTIONS",
+        "http_max_connections",
+        lambda r, n, d: r.integer(n, d, 8, 1_000_000),
+    ),
+    _v(
+        "IVRPAY_HTTP_MAX_PER_ADDRESS",
+        "http_max_per_address",
+        lambda r, n, d: r.integer(n, d, 1, 1_000_000),
+    ),
 )
 
 

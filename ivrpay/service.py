@@ -27,6 +27,7 @@ from ivrpay.agichannel import channel_handler
 from ivrpay.ami import parse_ami_url
 from ivrpay.ami.guard import spy_guards
 from ivrpay.api.app import begin_draining, init_app, start_http
+from ivrpay.api.listener import Limits
 from ivrpay.api.takeback import TakeBack
 from ivrpay.config import ConfigError, Settings
 from ivrpay.flow.call import FlowDeps, busy_handler, pay_handler
@@ -50,6 +51,38 @@ def harden_process() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# Descriptors kept for everything but calls and HTTP: the database pool and its listener,
+# the AMI link, log files, the listening sockets, imports.
+FD_RESERVE = 64
+POOL_MAX = 20  # store.open_database's pool
+BUSY_CALLS = 50  # FastAGIServer's max_busy_calls: callers told "busy" need a descriptor too
+
+
+def http_limits(settings: Settings, nofile: int | None = None) -> Limits:
+    """The HTTP listener's bounds, its connection cap lowered so that HTTP can never take the
+    descriptors the FastAGI calls need (two per call: the AGI socket and the gateway's)."""
+    if nofile is None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    calls = settings.max_calls + BUSY_CALLS
+    room = nofile - 2 * calls - POOL_MAX - FD_RESERVE
+    cap = settings.http_max_connections
+    if room < cap:
+        cap = max(8, room)
+        log.warning(
+            "http.connections_capped",
+            max_connections=cap,
+            asked=settings.http_max_connections,
+            nofile=nofile,
+            max_calls=settings.max_calls,
+        )
+    return Limits(
+        header_timeout_s=settings.http_header_timeout_s,
+        idle_s=settings.http_idle_s,
+        max_connections=cap,
+        max_per_address=min(settings.http_max_per_address, cap),
+    )
 
 
 def check_prompts(settings: Settings) -> None:
@@ -128,7 +161,11 @@ class Service:
         )
         install_screen(app)
         self.http = await start_http(
-            app, s.http_listen.host, s.http_listen.port, shutdown_timeout=2.0
+            app,
+            s.http_listen.host,
+            s.http_listen.port,
+            shutdown_timeout=2.0,
+            limits=http_limits(s),
         )
         self.http_port = int(self.http.addresses[0][1])
         self.agi = FastAGIServer(

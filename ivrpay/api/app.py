@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ivrpay import store
 from ivrpay.api import events, keys, listenin, ops, payments, takeback
+from ivrpay.api.listener import Gate, GuardedSite, Limits
 from ivrpay.api.middleware import auth_middleware, metrics_middleware, problem_middleware
 from ivrpay.api.openapi import API_PREFIX, build_openapi
 from ivrpay.config import Settings
@@ -88,15 +89,33 @@ def init_app(
 
 
 async def start_http(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 30.0
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float = 30.0,
+    limits: Limits | None = None,
 ) -> web.AppRunner:
-    """Serve ``app`` on ``host:port`` (0 = a free port; see ``runner.addresses``). The caller ends
-    it with ``await runner.cleanup()``, which ends open event streams at once."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    """Serve ``app`` on ``host:port`` (0 = a free port; see ``runner.addresses``) within
+    ``limits`` (header time, idle keep-alive, connections: :mod:`ivrpay.api.listener`). The caller
+    ends it with ``await runner.cleanup()``, which ends open event streams at once."""
+    limits = limits or Limits()
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=limits.idle_s,
+    )
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await GuardedSite(runner, host, port, Gate(limits)).start()
     log.info("http.listening", addresses=[f"{a[0]}:{a[1]}" for a in runner.addresses])
     return runner
+
+
+def http_gate(runner: web.AppRunner) -> Gate:
+    """The connection gate of a runner :func:`start_http` started."""
+    site = next(s for s in runner.sites if isinstance(s, GuardedSite))
+    return site.gate
 
 
 def _own_listener(url: str) -> Callable[[web.Application], AsyncIterator[None]]:
