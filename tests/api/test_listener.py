@@ -58,7 +58,6 @@ async def test_slow_header_connections_are_closed_after_the_bound(serve: Serve) 
     n = 200
     t0 = time.monotonic()
     conns = [await _open(port, PARTIAL) for _ in range(n)]
-    assert gate.total == n
     async with asyncio.timeout(30):
         answers = await asyncio.gather(*(read_all(r) for r, _ in conns))
     elapsed = time.monotonic() - t0
