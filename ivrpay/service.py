@@ -114,15 +114,18 @@ class Service:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
 
-    async def _record_mute(self, payment_id: str, muted: bool) -> None:
-        """A listen-in mute or unmute: on the payment (the live page) and in the audit log."""
+    async def _record_listen_in(self, payment_id: str, event: str) -> None:
+        """A listen-in's mute, unmute or end: in the audit log (who listened in, from when to
+        when, every mute) and, for a mute, on the payment (the live page)."""
         assert self.db is not None and self.deps is not None
         now = self.deps.clock()
-        await store.set_listen_in_muted(self.db.pool, payment_id, muted=muted, now=now)
+        if event in ("mute", "unmute"):
+            muted = event == "mute"
+            await store.set_listen_in_muted(self.db.pool, payment_id, muted=muted, now=now)
         await store.write_audit(
             self.db.pool,
             actor=f"ivrpay:{self.owner}",
-            action="payment.listen_in_mute" if muted else "payment.listen_in_unmute",
+            action=f"payment.listen_in_{event}",
             now=now,
             payment_id=payment_id,
         )
@@ -150,7 +153,7 @@ class Service:
         self.takeback = TakeBack.from_settings(s, self.db.pool, owner=self.owner)
         if self.takeback is not None:
             await self.takeback.start()
-            self.deps.guards = spy_guards(self.takeback.link, self._record_mute)
+            self.deps.guards = spy_guards(self.takeback.link, self._record_listen_in)
         app = init_app(
             s,
             pool=self.db.pool,

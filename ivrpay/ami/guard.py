@@ -22,7 +22,8 @@ log = structlog.get_logger(__name__)
 # What the operator's channel runs while listening in (the shipped [ivrpay-spy]).
 SPY_APPLICATION = "ChanSpy"
 
-Record = Callable[[str, bool], Awaitable[None]]  # (payment id, muted) -> recorded
+# (payment id, "mute" | "unmute" | "end") -> recorded (the payment's record, the audit log)
+Record = Callable[[str, str], Awaitable[None]]
 
 
 class SpyGuard:
@@ -66,6 +67,16 @@ class SpyGuard:
             # The operator hears silence until the call ends; the keys stay hidden either way.
             self.log.warning("listen_in.unmute_failed", error=str(exc))
 
+    async def finish(self) -> None:
+        await self.close()
+        await self._record("end")
+
+    async def _record(self, event: str) -> None:
+        try:
+            await self.record(self.payment_id, event)
+        except Exception as exc:  # the record only: what the PBX was told is done
+            self.log.warning("listen_in.not_recorded", listen_event=event, error=type(exc).__name__)
+
     async def _spying(self) -> bool:
         status = await self.link.channel_status(self.operator_channel)
         return status is not None and status.get("Application") == SPY_APPLICATION
@@ -81,10 +92,7 @@ class SpyGuard:
         )
         self.muted = on
         self.log.info("listen_in.muted" if on else "listen_in.unmuted")
-        try:
-            await self.record(self.payment_id, on)
-        except Exception as exc:  # the screen's view only: the mute itself is done
-            self.log.warning("listen_in.mute_not_recorded", error=type(exc).__name__)
+        await self._record("mute" if on else "unmute")
 
 
 def spy_guards(link: AmiLink, record: Record) -> Callable[[Mapping[str, Any]], SpyGuard | None]:

@@ -119,6 +119,8 @@ class Call:
         finally:
             await self._finish_gateway_task()
             self.card.wipe()
+            if self.guard is not None:
+                await self.guard.finish()
 
     def _fault(self, exc: Exception, *, bug: bool) -> End | None:
         if self.channel.hung_up:  # e.g. AGIEXITONHANGUP closed the socket

@@ -98,6 +98,11 @@ class KeypadGuard(Protocol):
         """The field is done (or the call ends): lift what :meth:`open` set. Never raises."""
         ...
 
+    async def finish(self) -> None:
+        """The call's card entry is over, whatever the end: the listen-in's end is recorded.
+        Never raises."""
+        ...
+
 
 # The guard of a payment about to be keyed (its snapshot), or None: no listen-in.
 Guards = Callable[[Mapping[str, Any]], KeypadGuard | None]

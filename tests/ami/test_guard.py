@@ -27,9 +27,9 @@ async def link(ami_standin: AmiStandIn) -> AsyncIterator[AmiLink]:
         await link.close()
 
 
-class Recorded(list[tuple[str, bool]]):
-    async def __call__(self, payment_id: str, muted: bool) -> None:
-        self.append((payment_id, muted))
+class Recorded(list[tuple[str, str]]):
+    async def __call__(self, payment_id: str, event: str) -> None:
+        self.append((payment_id, event))
 
 
 def mutes(standin: AmiStandIn) -> list[tuple[str, str, str]]:
@@ -63,7 +63,8 @@ async def test_tones_are_muted_per_field_and_each_mute_recorded(
         assert await guard.open(f)
         await guard.close()
     assert mutes(ami_standin) == [(OPERATOR, "out", s) for s in ("on", "off", "on", "off")]
-    assert recorded == [("p-1", True), ("p-1", False), ("p-1", True), ("p-1", False)]
+    await guard.finish()
+    assert recorded == [("p-1", e) for e in ("mute", "unmute", "mute", "unmute", "end")]
 
 
 async def test_a_refused_mute_refuses_the_field(link: AmiLink, ami_standin: AmiStandIn) -> None:

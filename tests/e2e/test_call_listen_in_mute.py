@@ -68,7 +68,8 @@ async def test_each_field_is_keyed_with_the_operator_muted(
     # The audit log: who listened in, and every mute and unmute.
     audit = [a["action"] for a in await store.list_audit(ivrpay.pool, payment_id=payment["id"])]
     assert sorted(audit) == sorted(
-        ["payment.listen_in"] + ["payment.listen_in_mute", "payment.listen_in_unmute"] * 3
+        ["payment.listen_in", "payment.listen_in_end"]
+        + ["payment.listen_in_mute", "payment.listen_in_unmute"] * 3
     )
 
 

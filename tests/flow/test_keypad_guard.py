@@ -37,6 +37,9 @@ class FakeGuard:
         self.log.append("close")
         self.open_now = None
 
+    async def finish(self) -> None:
+        self.log.append("finish")
+
 
 async def run(
     keys: Collection[str], guard: FakeGuard | None, listen: bool = True
@@ -71,6 +74,7 @@ async def test_every_field_is_opened_before_it_is_asked_and_closed_after() -> No
         "open security_code",
         "close",
         "close",  # the end of the card entry: always lifted
+        "finish",  # the end of the call
     ]
 
 
@@ -82,6 +86,7 @@ async def test_a_refused_field_is_never_asked() -> None:
     assert channel.heard[-1] == P.connecting_operator
     assert proc.held is not None and proc.held.status is PaymentStatus.ABANDONED
     assert proc.held.sent == []  # nothing went to the gateway
+    assert guard.log[-1] == "finish"
 
 
 async def test_refused_before_the_greeting_takes_no_key() -> None:
