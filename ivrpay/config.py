@@ -86,6 +86,7 @@ class Settings:
     digit_timeout_ms: int = 6000
     gateway_timeout_s: float = 20.0
     gateway_connect_timeout_s: float = 5.0
+    gateway_keepalive: str = "safe"  # off | safe | all (ivrpay.gateway.transport)
     timezone: str = "Asia/Tokyo"
     callback_pattern: str = DEFAULT_CALLBACK_PATTERN
     max_calls: int = 500
@@ -345,6 +346,11 @@ VARIABLES: tuple[Variable, ...] = (
         "IVRPAY_GATEWAY_CONNECT_TIMEOUT_S",
         "gateway_connect_timeout_s",
         lambda r, n, d: r.number(n, d, 0.05, 60),
+    ),
+    _v(
+        "IVRPAY_GATEWAY_KEEPALIVE",
+        "gateway_keepalive",
+        lambda r, n, d: r.choice(n, d, ("off", "safe", "all")),
     ),
     _v("IVRPAY_TIMEZONE", "timezone", lambda r, n, d: r.timezone(n, d)),
     _v("IVRPAY_CALLBACK_PATTERN", "callback_pattern", lambda r, n, d: r.regex(n, d)),

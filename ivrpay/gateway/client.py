@@ -49,6 +49,8 @@ class GatewayClient(GatewayRecovery):
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 200,
         clock: Callable[[], datetime] | None = None,
+        keepalive: str = "safe",
+        keepalive_idle_s: float = 2.0,
     ) -> None:
         super().__init__(
             base_url,
@@ -58,6 +60,8 @@ class GatewayClient(GatewayRecovery):
             ssl_context=ssl_context,
             max_connections=max_connections,
             clock=clock,
+            keepalive=keepalive,
+            keepalive_idle_s=keepalive_idle_s,
         )
         self._shop_id, self._shop_pass = shop_id, shop_pass
         self._site_id, self._site_pass = site_id, site_pass
@@ -78,6 +82,7 @@ class GatewayClient(GatewayRecovery):
             timeout_s=settings.gateway_timeout_s,
             connect_timeout_s=settings.gateway_connect_timeout_s,
             reconcile_after_s=settings.reconcile_after_s,
+            keepalive=settings.gateway_keepalive,
         )
         kwargs.update(overrides)
         return cls(

@@ -8,6 +8,20 @@ that matter for money, decided here:
 - ``busy`` (and a connection refused at once: nothing was sent) is retried along the back-off
   list, then reported as ``system``;
 - ``ACS`` ≠ 0 is ``system`` (3-D Secure cannot be completed on a phone call).
+
+Keep-alive, and why not for everything: a pooled connection the gateway closed while it sat idle
+fails the next request once it is written, and for ExecTran that failure is an *unknown* outcome
+(the caller hears "we could not confirm"), not a clean retry. So ``keepalive``:
+
+- ``"safe"`` (default): lookups and EntryTran (an ambiguous EntryTran charges nothing: the attempt
+  ends as a system error) ride kept-alive connections; ExecTran, AlterTran and card storage always
+  go on a fresh connection;
+- ``"all"``: every request may reuse a connection;
+- ``"off"``: a fresh connection for every request.
+
+A kept connection is reused only while it has been idle less than ``keepalive_idle_s`` (default 2 s,
+well below any gateway's keep-alive timeout: nginx 75 s, Apache 5 s), so the gateway is not closing
+it as it is picked up.
 """
 
 from __future__ import annotations
@@ -43,6 +57,9 @@ from ivrpay.gateway.results import Outcome
 log = structlog.get_logger("ivrpay.gateway.client")
 
 MAX_ANSWER_BYTES = 256 * 1024
+KEEPALIVE_MODES = ("off", "safe", "all")
+# What a reused connection may carry in the "safe" mode (see the module docstring).
+_REUSE_SAFE = frozenset(name for name, ep in ENDPOINTS.items() if not ep.mutating) | {"EntryTran"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +96,12 @@ class GatewayTransport:
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 200,
         clock: Callable[[], datetime] | None = None,
+        keepalive: str = "safe",
+        keepalive_idle_s: float = 2.0,
     ) -> None:
         base = base_url.rstrip("/")
+        if keepalive not in KEEPALIVE_MODES:
+            raise ValueError(f"keepalive must be one of {', '.join(KEEPALIVE_MODES)}")
         if not re.fullmatch(r"https?://[^\s/?#]+", base):
             raise ValueError("gateway base URL must look like https://host[:port]")
         self.base_url = base
@@ -95,7 +116,10 @@ class GatewayTransport:
             self._ssl = False
         self._max_connections = max_connections
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # a fresh connection per request
+        self._kept: aiohttp.ClientSession | None = None  # bounded keep-alive
+        self.keepalive = keepalive
+        self.keepalive_idle_s = keepalive_idle_s
 
     # -- session ----------------------------------------------------------------------------------
     async def __aenter__(self) -> Any:
@@ -106,27 +130,45 @@ class GatewayTransport:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        for name in ("_session", "_kept"):
+            session = getattr(self, name)
+            if session is not None:
+                setattr(self, name, None)
+                await session.close()
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def reuses(self, endpoint: str) -> bool:
+        """Whether a request to ``endpoint`` may ride a kept-alive connection."""
+        return self.keepalive == "all" or (self.keepalive == "safe" and endpoint in _REUSE_SAFE)
+
+    def _get_session(self, endpoint: str = "") -> aiohttp.ClientSession:
+        if endpoint and self.reuses(endpoint):
+            if self._kept is None or self._kept.closed:
+                self._kept = self._new_session(
+                    aiohttp.TCPConnector(
+                        limit=self._max_connections,
+                        keepalive_timeout=self.keepalive_idle_s,
+                        ttl_dns_cache=300,
+                        ssl=self._ssl,
+                    )
+                )
+            return self._kept
         if self._session is None or self._session.closed:
-            trace = aiohttp.TraceConfig()
-            trace.on_request_headers_sent.append(_mark_sent)
-            # No keep-alive: a pooled connection the gateway closed while idle would turn the
-            # next payment into a false "unknown".
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, force_close=True, ssl=self._ssl
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=self.timeout_s, sock_connect=self.connect_timeout_s
-                ),
-                trace_configs=[trace],
+            # A fresh connection per request: see the module docstring.
+            self._session = self._new_session(
+                aiohttp.TCPConnector(limit=self._max_connections, force_close=True, ssl=self._ssl)
             )
         return self._session
+
+    def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_mark_sent)
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=self.timeout_s, sock_connect=self.connect_timeout_s
+            ),
+            trace_configs=[trace],
+        )
 
     # -- the exchange -----------------------------------------------------------------------------
     async def _call(
@@ -187,7 +229,7 @@ class GatewayTransport:
         marker = SimpleNamespace(sent=False)
         status: int | None = None
         try:
-            session = self._get_session()
+            session = self._get_session(ep.name)
             async with session.post(
                 self.base_url + ep.path,
                 data=body,
