@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         " when none are shipped or the database has one this version does not know.",
     )
 
+    sub.add_parser(
+        "agi",
+        help="one call as a classic AGI process (AGI(/path/ivrpay-agi)): stdin/stdout",
+    )
+
     g = sub.add_parser("sandbox-gateway", help="local gateway speaking the GMO-PG protocol")
     g.add_argument(
         "--listen",
@@ -207,6 +212,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_serve(settings, demo=True))
     if cmd == "migrate":
         return asyncio.run(_migrate(settings))
+    if cmd == "agi":
+        return asyncio.run(_agi(settings))
     if cmd == "apikey" and args.apikey_command == "list":
         return asyncio.run(_apikey_list(settings))
     if cmd == "apikey" and args.apikey_command == "revoke":
@@ -223,6 +230,20 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         password = _read_password(args.password_stdin)
         return asyncio.run(_user_add(settings, args.name, args.role, password))
     raise AssertionError(cmd)
+
+
+def main_agi() -> int:
+    """``ivrpay-agi``: what the dialplan's ``AGI()`` starts. Asterisk also passes the AGI
+    arguments on the command line; they are read from the environment block instead."""
+    return main(["agi"])
+
+
+async def _agi(settings: Settings) -> int:
+    from ivrpay.classic import run_classic_call
+    from ivrpay.service import harden_process
+
+    harden_process()
+    return 0 if await run_classic_call(settings) else 1
 
 
 def _configure_logging(settings: Settings) -> None:

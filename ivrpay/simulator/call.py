@@ -246,12 +246,19 @@ class SimulatedCall:
         await self._signal_hangup()
 
     # ----------------------------------------------------------------- life cycle
-    async def start(self) -> None:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        except TimeoutError:
-            raise ConnectionError(f"connecting to {self.host}:{self.port} timed out") from None
+    async def start(
+        self, streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    ) -> None:
+        """Connect and send the environment. ``streams``: talk over this pair instead of a
+        FastAGI connection (a classic AGI process's stdout and stdin)."""
+        if streams is not None:
+            self._reader, self._writer = streams
+        else:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            except TimeoutError:
+                raise ConnectionError(f"connecting to {self.host}:{self.port} timed out") from None
         await self._send(environment_block(self._env))
         self._task = asyncio.create_task(self._run(), name=f"simulated-call-{self.spec.uniqueid}")
 
