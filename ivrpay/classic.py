@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from ivrpay import store
-from ivrpay.agi.stdio import run_stdio
+from ivrpay.agi.stdio import open_stdio, run_stdio
 from ivrpay.agichannel import channel_handler
 from ivrpay.config import Settings
 from ivrpay.flow.call import FlowDeps, pay_handler
@@ -37,6 +37,11 @@ async def run_classic_call(
     settings: Settings, *, var_dir: Path = Path("var"), gateway_url: str | None = None
 ) -> bool:
     """Serve the one call on stdin/stdout; False when no AGI environment came."""
+    try:
+        reader, writer = await open_stdio()
+    except ValueError:
+        log.error("classic_agi_not_a_pipe")  # run by hand with a file: Asterisk gives pipes
+        return False
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     db = await store.open_database(settings, var_dir=var_dir, migrate=False, min_size=1, max_size=2)
     gateway = GatewayClient.from_settings(settings, base_url=gateway_url)
@@ -50,6 +55,8 @@ async def run_classic_call(
     try:
         return await run_stdio(
             channel_handler(pay_handler(deps)),
+            reader=reader,
+            writer=writer,
             header_timeout=settings.agi_header_timeout_s,
             command_timeout=settings.agi_command_timeout_s,
         )

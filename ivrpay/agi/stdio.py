@@ -27,15 +27,26 @@ __all__ = ["open_stdio", "run_stdio"]
 async def open_stdio(
     stdin: IO[Any] | None = None, stdout: IO[Any] | None = None, *, limit: int = 8192
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """An asyncio stream pair over this process's stdin and stdout (or the given pipes)."""
+    """An asyncio stream pair over this process's stdin and stdout (or the given pipes).
+
+    The pipes move to descriptors of their own and 0/1 are pointed at /dev/null and stderr: our
+    close is then the only one (Asterisk sees the end of the script at once), and a stray print
+    cannot corrupt the conversation. ValueError when they are not pipes, sockets or terminals.
+    """
     loop = asyncio.get_running_loop()
-    # Our own file objects on the descriptors: the transports close them, not sys.stdin.
-    rfile = os.fdopen(os.dup((stdin or sys.stdin).fileno()), "rb", buffering=0)
-    wfile = os.fdopen(os.dup((stdout or sys.stdout).fileno()), "wb", buffering=0)
+    fd_in, fd_out = (stdin or sys.stdin).fileno(), (stdout or sys.stdout).fileno()
+    mine_in, mine_out = os.dup(fd_in), os.dup(fd_out)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, fd_in)
+    os.close(null)
+    os.dup2(sys.stderr.fileno(), fd_out)
     reader = asyncio.StreamReader(limit=limit)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), rfile)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(mine_in, "rb", buffering=0)
+    )
     transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), wfile
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()),
+        os.fdopen(mine_out, "wb", buffering=0),
     )
     writer = asyncio.StreamWriter(_Pipe(transport), protocol, None, loop)  # type: ignore[arg-type]
     return reader, writer
@@ -68,7 +79,10 @@ async def run_stdio(
     """Read the environment, run ``handler`` over the session, close it. False when no call
     came (the environment never arrived or was not AGI)."""
     if reader is None or writer is None:
-        reader, writer = await open_stdio()
+        try:
+            reader, writer = await open_stdio()
+        except ValueError:  # not started by Asterisk (a file, not a pipe)
+            return False
     try:
         async with asyncio.timeout(header_timeout):
             env = await read_environment(reader)
