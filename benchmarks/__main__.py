@@ -1,103 +1,463 @@
-"""Measure whole calls through the real stack and print the numbers.
+"""Measure whole calls through the real stack and print one table (and write it as JSON).
 
-A service (FastAGI + HTTP + workers) runs in this process against PostgreSQL
-(``IVRPAY_DATABASE_URL``, else an embedded server under a temporary directory) and the sandbox
-gateway; the calls are placed by the Asterisk stand-in over real sockets, N at a time.
+The server under test runs in its own process (``benchmarks.server``: exactly what ``ivrpay
+serve`` runs, its SQL counted), so its CPU time is its own; this process is the load: the
+sandbox gateway (0 ms) and the Asterisk stand-in placing calls over real sockets. PostgreSQL is
+``IVRPAY_DATABASE_URL``, else an embedded server under a temporary directory.
 
-    python -m benchmarks [--calls 200] [--concurrency 50] [--gateway-latency-ms 300]
+    python -m benchmarks [--calls 400] [--concurrency 32] [--classic 24] [--quick]
+                         [--paced 10,100,1000,2000] [--json var/bench.json]
+
+Sections: burst (payments/s, server CPU ms, statements and transactions per call; the same
+burst through a bare FastAGI server as the floor); the gateway keep-alive modes over TLS; classic
+AGI (one ``ivrpay agi`` process per call); paced calls in flight at a human pace (turnaround per
+AGI command, RSS per call in flight, CPU per call). Numbers on a shared machine are noisy; the
+statement and transaction counts are exact.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import statistics
+import platform
+import random
+import resource
+import shutil
+import ssl
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-
-import aiohttp
+from typing import Any
 
 from ivrpay import store
-from ivrpay.config import HostPort, Settings
+from ivrpay.config import Settings
 from ivrpay.logging import configure
-from ivrpay.sandbox.server import start_sandbox
-from ivrpay.service import Service
+from ivrpay.sandbox.server import Sandbox, start_sandbox
 from ivrpay.simulator import place_call
+from ivrpay.simulator.call import Command, SimulatedCall
+from ivrpay.simulator.env import ChannelSpec
+
+KEYS = ["4111111111111111#", "1230", "123", "1"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
-async def _run(calls: int, concurrency: int, latency_ms: int, var_dir: Path) -> None:
-    settings = Settings.from_env({}).replace(
-        database_url=os.environ.get("IVRPAY_DATABASE_URL") or None,
-        agi_listen=HostPort("127.0.0.1", 0),
-        http_listen=HostPort("127.0.0.1", 0),
-        max_calls=max(concurrency, 1) * 2,
-    )
-    sandbox = await start_sandbox(latency_ms=latency_ms)
-    service = Service(settings, var_dir=var_dir, gateway_url=sandbox.url)
-    await service.start()
-    try:
-        _c, key, _s = await store.create_api_client(service.db.pool, "bench")
-        base = f"http://127.0.0.1:{service.http_port}/api/v1"
-        headers = {"Authorization": f"Bearer {key}"}
-        run = f"b{int(time.time())}"
-        async with aiohttp.ClientSession(headers=headers) as http:
-            t0 = time.perf_counter()
-            codes = []
-            for i in range(calls):
-                body = {"order_id": f"{run}-{i}", "amount": 1000 + i, "language": "en"}
-                async with http.post(f"{base}/payments", json=body) as r:
-                    codes.append((await r.json())["code"])
-            create_s = time.perf_counter() - t0
+def progress(text: str) -> None:
+    print(f"  … {text}", file=sys.stderr, flush=True)
 
-            sem = asyncio.Semaphore(concurrency)
-            durations: list[float] = []
-            statuses: dict[str, int] = {}
 
-            async def one(code: str) -> None:
-                async with sem:
-                    start = time.perf_counter()
-                    rec = await place_call(
-                        "127.0.0.1",
-                        service.agi.port,
-                        args=(code, ""),
-                        keys=["4111111111111111#", "1230", "123", "1"],
-                        language="en",
-                    )
-                    durations.append(time.perf_counter() - start)
-                    st = rec.variables.get("IVRPAY_STATUS", "-")
-                    statuses[st] = statuses.get(st, 0) + 1
+# -- the server process ---------------------------------------------------------------------------
+@dataclass
+class Server:
+    proc: asyncio.subprocess.Process
+    port: int
 
-            t1 = time.perf_counter()
-            await asyncio.gather(*(one(c) for c in codes))
-            wall = time.perf_counter() - t1
-        durations.sort()
-        p = lambda q: durations[min(len(durations) - 1, int(q * len(durations)))]  # noqa: E731
-        print(f"payments created      {calls} in {create_s:.2f} s ({calls / create_s:.0f}/s)")
-        print(f"calls                 {calls}, {concurrency} at a time, gateway +{latency_ms} ms")
-        print(f"outcomes              {statuses}")
-        print(f"throughput            {calls / wall:.1f} calls/s ({wall:.2f} s)")
-        print(
-            f"call duration         p50 {p(0.5) * 1000:.0f} ms, p95 {p(0.95) * 1000:.0f} ms, "
-            f"max {durations[-1] * 1000:.0f} ms, mean {statistics.mean(durations) * 1000:.0f} ms"
+    @classmethod
+    async def start(cls, mode: str, env: dict[str, str], commands: Sequence[str] = ()) -> Server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks.server",
+            mode,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
         )
-        print(f"double charges        {len(sandbox.state.double_charges())}")
+        assert proc.stdin is not None and proc.stdout is not None
+        for line in commands:
+            proc.stdin.write(line.encode("latin-1") + b"\n")
+        if mode == "bare":
+            proc.stdin.write(b"GO\n")
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            if not line:
+                raise RuntimeError(f"the {mode} server did not start")
+            if line.startswith("READY "):
+                return cls(proc, int(line.split()[1]))
+
+    async def ask(self, word: str) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(word.encode() + b"\n")
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        return json.loads(line) if word == "STATS" else line
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+# -- calls ----------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    calls: int
+    wall_s: float
+    statuses: dict[str, int]
+    server: dict[str, float]  # STATS after minus before
+
+    @property
+    def per_s(self) -> float:
+        return self.calls / self.wall_s if self.wall_s else 0.0
+
+    def per_call(self, key: str) -> float:
+        return self.server.get(key, 0.0) / max(self.calls, 1)
+
+
+def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
+    return {k: float(after[k]) - float(before.get(k, 0)) for k in after}
+
+
+async def burst(server: Server, codes: Sequence[str], concurrency: int) -> Run:
+    sem = asyncio.Semaphore(concurrency)
+    statuses: dict[str, int] = {}
+
+    async def one(code: str) -> None:
+        async with sem:
+            rec = await place_call("127.0.0.1", server.port, args=(code, ""), keys=KEYS)
+            st = rec.variables.get("IVRPAY_STATUS", "-")
+            statuses[st] = statuses.get(st, 0) + 1
+
+    before = await server.ask("STATS")
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in codes))
+    wall = time.perf_counter() - t0
+    return Run(len(codes), wall, statuses, _delta(await server.ask("STATS"), before))
+
+
+async def make_payments(pool: Any, client_id: str, n: int, tag: str) -> list[str]:
+    now = datetime.now(UTC)
+    codes = []
+    for i in range(n):
+        p = await store.create_payment(
+            pool,
+            client_id=client_id,
+            order_id=f"{tag}-{i}",
+            amount=1000 + i,
+            language="en",
+            now=now,
+        )
+        codes.append(p["code"])
+    return codes
+
+
+# -- classic AGI ----------------------------------------------------------------------------------
+async def classic_burst(env: dict[str, str], codes: Sequence[str], concurrency: int) -> Run:
+    sem = asyncio.Semaphore(concurrency)
+    statuses: dict[str, int] = {}
+
+    async def one(code: str) -> None:
+        async with sem:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ivrpay",
+                "agi",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=ROOT,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            call = SimulatedCall(
+                "localhost",
+                0,
+                args=(code, ""),
+                keys=KEYS,
+                channel=ChannelSpec(language="en", request="/usr/local/bin/ivrpay-agi"),
+            )
+            await call.start(streams=(proc.stdout, proc.stdin))
+            rec = await call.wait()
+            await proc.wait()
+            st = rec.variables.get("IVRPAY_STATUS", "-")
+            statuses[st] = statuses.get(st, 0) + 1
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in codes))
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Run(len(codes), wall, statuses, {"cpu_s": cpu, "max_rss_kib": after.ru_maxrss})
+
+
+# -- paced ----------------------------------------------------------------------------------------
+@dataclass
+class Paced:
+    in_flight: int
+    turnaround_ms: list[float] = field(default_factory=list)
+    commands: int = 0
+    errors: int = 0
+
+
+async def paced(server: Server, codes: Sequence[str], pace_s: float, window_s: float) -> dict:
+    """``len(codes)`` calls in flight at once, each command answered ``pace_s`` (±20 %) after it
+    arrives (a prompt playing, a caller keying), for ``window_s``; then they are dropped."""
+    level = Paced(len(codes))
+    calls: list[SimulatedCall] = []
+    idle = await server.ask("STATS")
+
+    def pacer() -> Any:
+        last = [time.perf_counter()]
+
+        async def hold(_call: SimulatedCall, _cmd: Command) -> None:
+            arrived = time.perf_counter()
+            level.turnaround_ms.append((arrived - last[0]) * 1000)
+            level.commands += 1
+            await asyncio.sleep(pace_s * random.uniform(0.8, 1.2))
+            last[0] = time.perf_counter()
+
+        return hold
+
+    for code in codes:
+        call = SimulatedCall("127.0.0.1", server.port, args=(code, ""), keys=KEYS * 3)
+        call.on_command(lambda _cmd: True, pacer(), once=False)
+        calls.append(call)
+    # Arrivals spread over one pace, as calls would come in.
+    started = time.perf_counter()
+
+    async def begin(i: int, call: SimulatedCall) -> None:
+        await asyncio.sleep(pace_s * i / len(calls))
+        try:
+            await call.start()
+        except OSError:
+            level.errors += 1
+
+    await asyncio.gather(*(begin(i, c) for i, c in enumerate(calls)))
+    await asyncio.sleep(max(0.0, window_s - (time.perf_counter() - started)))
+    during = await server.ask("STATS")
+    level.turnaround_ms = level.turnaround_ms[len(calls) :]  # the first commands: connect time
+    for call in calls:
+        rec = call.record
+        if rec.protocol_errors or (call.finished and rec.variables.get("IVRPAY_STATUS") not in
+                                   (None, "SUCCEEDED")):  # fmt: skip
+            level.errors += 1
+    for call in calls:
+        await call.abort()
+    await asyncio.sleep(2.0)  # the server releases the dropped calls' claims
+    cmds = max(level.commands, 1)
+    t = sorted(level.turnaround_ms) or [0.0]
+    return {
+        "in_flight": level.in_flight,
+        "commands": level.commands,
+        "p50_ms": round(t[len(t) // 2], 2),
+        "p99_ms": round(t[min(len(t) - 1, int(len(t) * 0.99))], 2),
+        "rss_kib_per_call": round((during["rss_kib"] - idle["rss_kib"]) / level.in_flight, 1),
+        "cpu_ms_per_command": round((during["cpu_s"] - idle["cpu_s"]) * 1000 / cmds, 3),
+        "errors": level.errors,
+    }
+
+
+# -- the run --------------------------------------------------------------------------------------
+def _tls(folder: Path) -> tuple[ssl.SSLContext | None, str | None]:
+    if shutil.which("openssl") is None:
+        return None, None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx, str(cert)
+
+
+async def _pg_version(pool: Any) -> str:
+    return str(await pool.fetchval("SHOW server_version"))
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    url = os.environ.get("IVRPAY_DATABASE_URL")
+    embedded = None
+    if not url:
+        embedded = await asyncio.to_thread(store.start_embedded, tmp / "pg")
+        url = embedded.url
+    await store.migrate(url)
+    pool = await store.create_pool(url, min_size=1, max_size=4)
+    d = Settings.from_env({})
+    tls_ctx, ca = _tls(tmp)
+    sandbox: Sandbox = await start_sandbox(latency_ms=0)
+    tls_sandbox = await start_sandbox(ssl_context=tls_ctx) if tls_ctx else None
+    base_env = {
+        **os.environ,
+        "IVRPAY_DATABASE_URL": url,
+        "IVRPAY_GATEWAY_URL": sandbox.url,
+        "IVRPAY_SHOP_ID": d.shop_id,
+        "IVRPAY_SHOP_PASS": d.shop_pass,
+        "IVRPAY_SITE_ID": d.site_id,
+        "IVRPAY_SITE_PASS": d.site_pass,
+        "IVRPAY_LOG_LEVEL": "warning",
+        "IVRPAY_MAX_CALLS": str(max([args.concurrency * 2, *args.paced]) + 100),
+        "PYTHONPATH": str(ROOT),
+    }
+    out: dict[str, Any] = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "postgresql": await _pg_version(pool),
+            "platform": platform.platform(),
+        },
+        "settings": {k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items()},
+    }
+    _c, _key, _s = await store.create_api_client(pool, "bench")
+    client = _c["id"]
+    tag = f"b{int(time.time())}"
+    try:
+        progress("ivrpay server (keep-alive safe), warm-up")
+        server = await Server.start("ivrpay", base_env)
+        warm = await make_payments(pool, client, 20, f"{tag}-w")
+        rec = await place_call("127.0.0.1", server.port, args=(warm[0], ""), keys=KEYS)
+        conversation = rec.commands
+        await burst(server, warm[1:], args.concurrency)
+        progress(f"burst: {args.calls} calls, {args.concurrency} at a time")
+        r = await burst(server, await make_payments(pool, client, args.calls, f"{tag}-b"),
+                        args.concurrency)  # fmt: skip
+        out["burst"] = {
+            "calls": r.calls,
+            "outcomes": r.statuses,
+            "payments_per_s": round(r.statuses.get("SUCCEEDED", 0) / r.wall_s, 1),
+            "server_cpu_ms_per_call": round(r.per_call("cpu_s") * 1000, 2),
+            "statements_per_call": round(r.per_call("statements"), 2),
+            "transactions_per_call": round(r.per_call("transactions"), 2),
+            "double_charges": len(sandbox.state.double_charges()),
+            "agi_commands_per_call": len(conversation),
+        }
+        await server.stop()
+
+        progress("bare FastAGI floor, same conversation")
+        bare = await Server.start("bare", base_env, conversation)
+        f = await burst(bare, ["000000"] * args.calls, args.concurrency)
+        await bare.stop()
+        out["floor"] = {
+            "calls_per_s": round(f.per_s, 1),
+            "server_cpu_ms_per_call": round(f.per_call("cpu_s") * 1000, 3),
+        }
+        out["burst"]["floor_ratio"] = round(out["burst"]["payments_per_s"] / f.per_s, 3)
+
+        if tls_sandbox is not None and ca is not None:
+            out["keepalive_tls"] = {}
+            for mode in ("off", "safe", "all"):
+                progress(f"gateway over TLS, keep-alive {mode}")
+                env = {**base_env, "IVRPAY_GATEWAY_URL": tls_sandbox.url, "SSL_CERT_FILE": ca,
+                       "IVRPAY_GATEWAY_KEEPALIVE": mode}  # fmt: skip
+                srv = await Server.start("ivrpay", env)
+                await burst(srv, await make_payments(pool, client, 10, f"{tag}-k{mode}w"), 8)
+                n = max(args.calls // 2, 20)
+                k = await burst(srv, await make_payments(pool, client, n, f"{tag}-k{mode}"),
+                                args.concurrency)  # fmt: skip
+                await srv.stop()
+                out["keepalive_tls"][mode] = {
+                    "payments_per_s": round(k.statuses.get("SUCCEEDED", 0) / k.wall_s, 1),
+                    "server_cpu_ms_per_call": round(k.per_call("cpu_s") * 1000, 2),
+                    "outcomes": k.statuses,
+                }
+
+        if args.classic:
+            progress(f"classic AGI: {args.classic} calls, one process each")
+            c = await classic_burst(
+                base_env,
+                await make_payments(pool, client, args.classic, f"{tag}-c"),
+                os.cpu_count() or 2,
+            )
+            out["classic"] = {
+                "calls_per_s": round(c.per_s, 2),
+                "cpu_ms_per_call": round(c.per_call("cpu_s") * 1000, 1),
+                "max_rss_kib_per_process": int(c.server["max_rss_kib"]),
+                "outcomes": c.statuses,
+            }
+            out["classic"]["fastagi_over_classic"] = round(
+                out["burst"]["payments_per_s"] / max(c.per_s, 1e-9), 1
+            )
+
+        if args.paced:
+            out["paced"] = []
+            srv = await Server.start("ivrpay", base_env)
+            for level in args.paced:
+                progress(f"paced: {level} calls in flight, {args.pace_s} s a command")
+                codes = await make_payments(pool, client, level, f"{tag}-p{level}")
+                res = await paced(srv, codes, args.pace_s, args.window_s)
+                res["cpu_ms_per_call"] = round(res["cpu_ms_per_command"] * len(conversation), 2)
+                out["paced"].append(res)
+            await srv.stop()
+        out["double_charges"] = len(sandbox.state.double_charges())
     finally:
-        await service.stop()
         await sandbox.stop()
+        if tls_sandbox is not None:
+            await tls_sandbox.stop()
+        await pool.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    m, b, f = r["machine"], r["burst"], r["floor"]
+    rows = [
+        f"machine     {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgresql']}",
+        f"burst       {b['payments_per_s']} payments/s, {b['server_cpu_ms_per_call']} ms server "
+        f"CPU/call, {b['statements_per_call']} statements and {b['transactions_per_call']} "
+        f"transactions/call, outcomes {b['outcomes']}",
+        f"floor       bare FastAGI {f['calls_per_s']} calls/s ({f['server_cpu_ms_per_call']} ms "
+        f"CPU/call, {b['agi_commands_per_call']} AGI commands); ivrpay = "
+        f"{b['floor_ratio'] * 100:.1f} % of it",
+    ]
+    for mode, k in (r.get("keepalive_tls") or {}).items():
+        rows.append(
+            f"keep-alive  {mode:<4} (TLS) {k['payments_per_s']} payments/s, "
+            f"{k['server_cpu_ms_per_call']} ms CPU/call"
+        )
+    if "classic" in r:
+        c = r["classic"]
+        rows.append(
+            f"classic     {c['calls_per_s']} calls/s, {c['cpu_ms_per_call']} ms CPU/call, "
+            f"{c['max_rss_kib_per_process'] // 1024} MiB/process; FastAGI ÷ classic = "
+            f"{c['fastagi_over_classic']}×"
+        )
+    for p in r.get("paced", []):
+        rows.append(
+            f"paced {p['in_flight']:>5}  p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms per command, "
+            f"{p['rss_kib_per_call']} KiB RSS/call, {p['cpu_ms_per_call']} ms CPU/call, "
+            f"errors {p['errors']}"
+        )
+    rows.append(f"double charges {r['double_charges']}")
+    return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--gateway-latency-ms", type=int, default=300)
+    parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--classic", type=int, default=24, help="classic AGI calls (0: none)")
+    parser.add_argument("--paced", default="10,100,1000,2000", help="calls in flight ('': none)")
+    parser.add_argument("--pace-s", type=float, default=1.0, help="seconds per AGI command")
+    parser.add_argument("--window-s", type=float, default=12.0, help="seconds per paced level")
+    parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
+    parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench.json")
     args = parser.parse_args()
+    args.paced = [int(x) for x in args.paced.split(",") if x.strip()]
+    if args.quick:
+        args.calls, args.classic, args.paced, args.window_s = 60, 4, [10, 100], 4.0
     configure(level="warning", fmt="console")
     with tempfile.TemporaryDirectory(prefix="ivrpay-bench-") as tmp:
         os.chmod(tmp, 0o755)  # the embedded server runs as another user when we are root
-        asyncio.run(_run(args.calls, args.concurrency, args.gateway_latency_ms, Path(tmp)))
+        result = asyncio.run(run(args, Path(tmp)))
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(table(result))
+    print(f"(also in {path})")
 
 
 if __name__ == "__main__":
