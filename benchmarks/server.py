@@ -28,6 +28,7 @@ from ivrpay.store import counting
 class Stats:
     def __init__(self) -> None:
         self.calls = 0
+        self.in_flight = lambda: 0
         self.counter = counting.QueryCounter()
 
     def reset(self) -> None:
@@ -41,6 +42,7 @@ class Stats:
                 "cpu_s": use.ru_utime + use.ru_stime,
                 "rss_kib": _rss_kib(),
                 "calls": self.calls,
+                "in_flight": self.in_flight(),
                 "statements": self.counter.statements,
                 "transactions": self.counter.transactions,
             }
@@ -91,6 +93,8 @@ async def run_ivrpay() -> None:
             stats.calls += 1
 
         service.agi.handlers["pay"] = counted
+        agi = service.agi
+        stats.in_flight = lambda: agi.in_flight
         reader = await _lines()
         print(f"READY {service.agi.port}", flush=True)
         try:
