@@ -93,6 +93,19 @@ async def gw_client(make_client: MakeClient, gateway_client: GatewayClient) -> T
     return await make_client(gateway=gateway_client)
 
 
+Paid = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def paid(auth: dict[str, str], pool: Any, gateway_client: GatewayClient, clock: Clock) -> Paid:
+    """``await paid(client, order_id)``: a succeeded AUTH payment created through ``client``."""
+
+    async def make(client: TestClient, order_id: str) -> dict[str, Any]:
+        return await succeeded_payment(client, auth, pool, gateway_client, clock, order_id=order_id)
+
+    return make
+
+
 def orders(sandbox: Sandbox, prefix: str) -> dict[str, Any]:
     """The sandbox's own record of the payment's orders: {OrderID: status}."""
     return {o["order_id"]: o["status"] for o in sandbox.state.orders(prefix)}
@@ -244,14 +257,13 @@ async def alter_trans(pool: Any, payment_id: str) -> int:
 
 async def test_two_services_capture_and_refund_at_once_send_one_alter_tran_each(
     two_services: tuple[TestClient, TestClient],
+    paid: Paid,
     auth: dict[str, str],
     pool: Any,
-    gateway_client: GatewayClient,
     sandbox: Sandbox,
-    clock: Clock,
 ) -> None:
     a, b = two_services
-    p = await succeeded_payment(a, auth, pool, gateway_client, clock, order_id="TWO-1")
+    p = await paid(a, "TWO-1")
     for n, (action, done) in enumerate((("capture", "captured"), ("refund", "refunded")), 1):
         # Three requests at each service at once (two screens, a retried request).
         answers = await asyncio.gather(
@@ -303,12 +315,7 @@ class Lost:
 
 @pytest.fixture
 def lost_capture(
-    make_client: MakeClient,
-    auth: dict[str, str],
-    pool: Any,
-    gateway_client: GatewayClient,
-    sandbox: Sandbox,
-    clock: Clock,
+    make_client: MakeClient, paid: Paid, auth: dict[str, str], pool: Any, sandbox: Sandbox
 ) -> Callable[..., Awaitable[Lost]]:
     """A capture whose AlterTran answer is lost (``alter_fault``) and whose look-up right after
     fails too: 504, the intent ``unknown``, the payment still ``authorized``, and nothing else
@@ -318,7 +325,7 @@ def lost_capture(
         hooked = HookedGateway(sandbox.url, SHOP_ID, SHOP_PASS, SITE_ID, SITE_PASS, timeout_s=1.0)
         hooked.after_alter = lambda: sandbox.add_fault("SearchTrade", "http500", 1)
         svc = await make_client(gateway=hooked)
-        p = await succeeded_payment(svc, auth, pool, gateway_client, clock, order_id=order_id)
+        p = await paid(svc, order_id)
         checker = SettlementChecker(
             pool, svc.app[keys.PAYMENTS].check_settlement, interval_s=1, lease_s=60
         )
@@ -386,16 +393,12 @@ async def test_an_alter_tran_never_processed_is_found_not_done_then_sent_again(
 
 
 async def test_a_claim_that_lapsed_before_sending_sends_nothing(
-    gw_client: TestClient,
-    auth: dict[str, str],
-    pool: Any,
-    gateway_client: GatewayClient,
-    sandbox: Sandbox,
-    clock: Clock,
+    gw_client: TestClient, paid: Paid, auth: dict[str, str], sandbox: Sandbox, clock: Clock
 ) -> None:
     """A holder slower than its lease (here: each look at the clock 30 s later) may no longer
     send: another may have claimed the intent meanwhile."""
-    p = await succeeded_payment(gw_client, auth, pool, gateway_client, clock, order_id="LATE-1")
+    p = await paid(gw_client, "LATE-1")
+    pool, gateway_client = gw_client.app[keys.PAYMENTS].pool, gw_client.app[keys.PAYMENTS].gateway
 
     def slow_clock() -> Any:
         return clock.advance(30)
