@@ -41,7 +41,7 @@ from ivrpay.flow.numbers import amount_prompts, digits_prompts
 from ivrpay.flow.prompts import P
 from ivrpay.flow.voice import EntryKind, Voice
 from ivrpay.metrics import CALL_OUTCOMES, CALLS_IN_FLIGHT
-from ivrpay.payments import TOO_MANY_ATTEMPTS, Decision, Next, Operation, PaymentStatus
+from ivrpay.payments import TOO_MANY_ATTEMPTS, Decision, Next, Operation, PaymentStatus, Step
 
 __all__ = [
     "IVRPAY_STATUSES",
@@ -73,7 +73,7 @@ class Call:
         self.pay: HeldPayment | None = None  # the payment this call holds
         self.guard: KeypadGuard | None = None  # listen-in: keys only while the operator is safe
         self.attempts: dict[str, int] = {}
-        self.step = "waiting"
+        self.step: str = Step.WAITING
         self.gateway_task: asyncio.Task[Decision] | None = None
         args = [*channel.env.args, "", ""]
         self.code_arg, self.transferrer = args[0].strip(), args[1].strip()
@@ -140,7 +140,7 @@ class Call:
 
     # -- identification ----------------------------------------------------------------------------
     async def _identify(self) -> Mapping[str, Any]:
-        self.step = "identify"
+        self.step = Step.IDENTIFY
         process = self.deps.payments
         if _CODE.fullmatch(self.code_arg):
             found = await process.find_by_code(self.code_arg, now=self.deps.clock())
@@ -251,7 +251,7 @@ class Call:
 
     async def _greet(self) -> str | None:
         """Step 1: welcome and the amount. A key pressed meanwhile begins the card number."""
-        await self._progress("amount")
+        await self._progress(Step.AMOUNT)
         prompts: list[str] = [P.welcome]
         if not self._pay.register_only:
             total, lang = self._pay.total, self._pay.language
@@ -292,7 +292,7 @@ class Call:
 
     async def _confirm(self) -> bool:
         """ "Card ending 1 2 3 4, 12,800 yen — press 1 to pay, 2 to re-enter"."""
-        await self._progress("confirm")
+        await self._progress(Step.CONFIRM)
         lang = self._pay.language
         last4 = self.card.last4 or ""
         prompts = [P.confirm_card_ending, *digits_prompts(last4, lang), P.confirm_card_ending_tail]
@@ -301,7 +301,7 @@ class Call:
         else:
             total = self._pay.total
             prompts += [*amount_prompts(total, lang), P.amount_is_tail, P.confirm_pay_press]
-        choice = await self._choice(prompts, "confirm")
+        choice = await self._choice(prompts, Step.CONFIRM)
         if choice is None:
             raise to_operator()
         return choice == "1"
@@ -333,7 +333,7 @@ class Call:
         """ "This card cannot be used" (a key may stop it), then another card (1) or the
         operator (2, or no choice made): then the payment ends failed with the gateway's code."""
         self.card.wipe()
-        if await self._choice([P.declined_options], "result", lead=[P.declined]) != "1":
+        if await self._choice([P.declined_options], Step.RESULT, lead=[P.declined]) != "1":
             error = decision.error
             raise End(
                 CallStatus.FAILED,
@@ -349,7 +349,7 @@ class Call:
         The payment process runs as its own task: it completes and is recorded even if the caller
         hangs up or the call is cancelled, and it wipes the card data when the gateway answers.
         """
-        await self._progress("processing")
+        await self._progress(Step.PROCESSING)
         # Said before the attempt is stored: a caller who hangs up now has used no execution.
         await self.voice.say([P.please_wait])
         try:
@@ -370,7 +370,7 @@ class Call:
             decision = await asyncio.shield(task)
         except payments.PaymentCanceled:
             raise End(CallStatus.CANCELED, CANCELED) from None
-        self.step = "result"
+        self.step = Step.RESULT
         await self.channel.set_music(False)
         return decision
 
@@ -416,7 +416,7 @@ class Call:
             # The caller left: the payment process decides how the payment ends.
             await pay.end(None, None, self.step)
         else:
-            await pay.end(end.payment_status or PaymentStatus.ABANDONED, end.error, "done")
+            await pay.end(end.payment_status or PaymentStatus.ABANDONED, end.error, Step.DONE)
         if end is not None and end.status is not CallStatus.CANCELED:
             if pay.status is PaymentStatus.CANCELED:
                 # The store let the recorded cancel win over the operator or a failure: say so.

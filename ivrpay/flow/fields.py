@@ -20,22 +20,23 @@ from ivrpay.card.rules import (
 )
 from ivrpay.config import Settings
 from ivrpay.flow.prompts import P
+from ivrpay.payments import Step
 
 CARD_MAX_DIGITS = 19
 
 
 @dataclass(frozen=True)
 class Field:
-    name: str  # progress step and attempts key
+    name: Step  # progress step and attempts key
     error_code: str  # the payment's error.code when its attempts are used up
 
 
-CARD_NUMBER = Field("card_number", "invalid_card_number")
-EXPIRY = Field("expiry", "invalid_expiry")
-SECURITY_CODE = Field("security_code", "invalid_security_code")
-ERROR_CODES = {f.name: f.error_code for f in (CARD_NUMBER, EXPIRY, SECURITY_CODE)}
+CARD_NUMBER = Field(Step.CARD_NUMBER, "invalid_card_number")
+EXPIRY = Field(Step.EXPIRY, "invalid_expiry")
+SECURITY_CODE = Field(Step.SECURITY_CODE, "invalid_security_code")
+ERROR_CODES: dict[str, str] = {f.name: f.error_code for f in (CARD_NUMBER, EXPIRY, SECURITY_CODE)}
 # What a gateway input error on a field is told before the field is asked again.
-GATEWAY_INPUT_PROMPT = {
+GATEWAY_INPUT_PROMPT: dict[str, str] = {
     CARD_NUMBER.name: P.card_invalid,
     EXPIRY.name: P.expiry_invalid,
     SECURITY_CODE.name: P.security_code_invalid,

@@ -34,6 +34,21 @@ class Operation(StrEnum):
     CHARGE_AND_REGISTER = "charge_and_register"
 
 
+class Step(StrEnum):
+    """Where the caller is (the payment's ``progress.step``, product.md "API shapes")."""
+
+    WAITING = "waiting"
+    IDENTIFY = "identify"
+    AMOUNT = "amount"
+    CARD_NUMBER = "card_number"
+    EXPIRY = "expiry"
+    SECURITY_CODE = "security_code"
+    CONFIRM = "confirm"
+    PROCESSING = "processing"
+    RESULT = "result"
+    DONE = "done"
+
+
 class Next(Enum):
     """What the call does after a gateway answer."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ivrpay.gateway.results import Outcome
-from ivrpay.payments import Next, PaymentStatus, decide, error_of
+from ivrpay.payments import Next, Operation, PaymentStatus, Step, decide, error_of
+from ivrpay.store.states import STATUSES, STEPS
 
 FIELDS = ("card_number", "expiry", "security_code")
 
@@ -66,3 +67,10 @@ def test_error_of_names_the_category() -> None:
     }
     assert error_of(answer("busy"))["category"] == "system"
     assert error_of(answer("unknown"))["code"] == "unknown"
+
+
+def test_the_enums_hold_the_stores_values() -> None:
+    """The flow and the process speak in enums; the rows keep the very same strings."""
+    assert tuple(PaymentStatus) == STATUSES
+    assert tuple(Step) == STEPS
+    assert [o.value for o in Operation] == ["charge", "register", "charge_and_register"]
