@@ -159,7 +159,7 @@ class _Run:
         if altered.kind == "unknown":
             # The answer was lost: look before anything is sent again.
             again = await self._search()
-            if again.ok and again.status == step.job:
+            if again.ok and self.gw.alter_step(again, self.action).kind == "done":
                 return await self.complete(again)
             if again.ok and again.status == trade.status:
                 altered = await self._alter(step.job)

@@ -414,3 +414,31 @@ async def test_a_claim_that_lapsed_before_sending_sends_nothing(
     r = await gw_client.post(f"{P}/{p['id']}/capture", headers=auth)
     assert r.status == 200 and (await r.json())["settlement"] == "captured"
     assert sandbox.state.requests["AlterTran"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "sent"),
+    [("drop_answer", 1), ("timeout", 1), ("http500", 2)],
+    ids=["lost-after-processing", "held-past-the-timeout", "not-processed"],
+)
+async def test_a_lost_alter_tran_answer_is_looked_up_at_once(
+    make_client: MakeClient,
+    paid: Paid,
+    auth: dict[str, str],
+    pool: Any,
+    sandbox: Sandbox,
+    fault: str,
+    sent: int,
+) -> None:
+    """SearchTrade right after: an AlterTran that went through is not sent again; one that never
+    reached the order (unchanged) is sent once more by the same holder."""
+    async with make_gateway_client(sandbox, timeout_s=0.3) as quick:
+        svc = await make_client(gateway=quick)
+        p = await paid(svc, f"ALT-{sent}-{fault[:4]}")
+        sandbox.add_fault("AlterTran", fault, 1)
+        r = await svc.post(f"{P}/{p['id']}/capture", headers=auth)
+        assert r.status == 200 and (await r.json())["settlement"] == "captured"
+    assert sandbox.state.requests["AlterTran"] == sent
+    assert await alter_trans(pool, p["id"]) == sent  # each one in the gateway-call log
+    [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
+    assert (intent["state"], intent["sends"]) == ("done", sent)
