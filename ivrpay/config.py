@@ -119,6 +119,7 @@ class Settings:
     reconcile_backoff_s: tuple[float, ...] = RECONCILE_BACKOFF_S
     retry_horizon_s: float = 24 * 3600.0
     worker_interval_s: float = 1.0
+    db_retry_max_s: float = 30.0  # the workers' longest pause between tries while the DB is away
     # The screen: sessions end after this long idle / at the latest; sign-in lockout after
     # this many failures (per user and per address) within the window; uploaded prompt length.
     session_idle_s: float = 1800.0
@@ -393,6 +394,7 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     _v("IVRPAY_SIGNIN_LOCKOUT_S", "signin_lockout_s", lambda r, n, d: r.number(n, d, 1, 86400)),
     _v("IVRPAY_PROMPT_MAX_S", "prompt_max_s", lambda r, n, d: r.number(n, d, 1, 600)),
+    _v("IVRPAY_DB_RETRY_MAX_S", "db_retry_max_s", lambda r, n, d: r.number(n, d, 0.1, 3600)),
     _v(
         "IVRPAY_HTTP_HEADER_TIMEOUT_S",
         "http_header_timeout_s",

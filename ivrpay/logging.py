@@ -101,6 +101,34 @@ def _shared_processors() -> list[Callable[..., Any]]:
     ]
 
 
+class _QuietOutage(logging.Filter):
+    """asyncpg's pool logs a traceback each time it fails to reconnect while the database is away;
+    the workers already say once when an outage begins and ends (issue 13.5). Other failures of
+    the pool (a refused password) are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        module = type(exc).__module__
+        away = isinstance(exc, ConnectionError | TimeoutError) or (
+            module.startswith("asyncpg")
+            and type(exc).__name__
+            in {
+                "ObjectNotInPrerequisiteStateError",
+                "CannotConnectNowError",
+                "AdminShutdownError",
+                "CrashShutdownError",
+                "TooManyConnectionsError",
+                "ConnectionDoesNotExistError",
+                "ConnectionFailureError",
+                "InterfaceError",
+                "InternalClientError",
+            }
+        )
+        return not away
+
+
 def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library logging to one masked output.
 
@@ -132,6 +160,9 @@ def configure(level: str = "info", fmt: str | None = None, stream: TextIO | None
     root.setLevel(level.upper())
     # aiohttp's access log is noise at info on a busy IVR; keep it at warning.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, _QuietOutage) for f in pool_log.filters):
+        pool_log.addFilter(_QuietOutage())
 
     # A crash would print its traceback with Python's own hooks, around the masker: log it instead.
     sys.excepthook = _log_uncaught

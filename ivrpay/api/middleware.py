@@ -9,7 +9,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import structlog
 from aiohttp import web
 
@@ -23,13 +22,6 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _BEARER = re.compile(r"Bearer +([\x21-\x7e]{1,256})", re.IGNORECASE)
-_DB_DOWN = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    ConnectionRefusedError,
-)
 
 
 def public(handler: Handler) -> Handler:
@@ -69,8 +61,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return problem_response(from_http_exception(exc), request.path)
-    except _DB_DOWN:
-        log.error("api.database_unavailable", path=request.path, exc_info=True)
+    except store.DATABASE_DOWN as exc:
+        # Not a bug: no traceback. The workers say once per outage when it began and ended.
+        log.warning("api.database_unavailable", path=request.path, error=type(exc).__name__)
         return problem_response(
             Problem(503, "database-unavailable", "The database is not reachable; retry later."),
             request.path,

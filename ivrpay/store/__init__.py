@@ -21,6 +21,8 @@ Errors (``ivrpay.store.errors``)
     TakenBack(StoreError)           the operator took the caller back: no execution may start
     TooManyAttempts(StoreError)     ``.payment``: execution limit hit; the payment is now failed
     InvalidCursor(StoreError, ValueError)
+    DATABASE_DOWN                   the asyncpg / socket exceptions of a database that is away
+                                    (not a bug: 503 in the API, back-off in the workers)
 
 Database (``ivrpay.store.db``)
     open_database(settings, var_dir=Path("var"), *, migrate=True, min_size=2, max_size=20)
@@ -269,6 +271,7 @@ from ivrpay.store.calls import (
 )
 from ivrpay.store.db import Database, EmbeddedPostgres, create_pool, open_database, start_embedded
 from ivrpay.store.errors import (
+    DATABASE_DOWN,
     Conflict,
     IdempotencyConflict,
     InvalidCursor,
@@ -334,6 +337,7 @@ from ivrpay.store.webhooks import (
 
 __all__ = [
     "CLAIMABLE_STATUSES",
+    "DATABASE_DOWN",
     "FINAL_STATUSES",
     "STATUSES",
     "STEPS",

@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
+# The database is away (stopped, restarting, refusing connections, a connection killed): not a
+# bug, and worth trying again later. The API answers 503, the workers back off and say it once.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or does not exist
+    asyncpg.InterfaceError,  # the connection was closed under a query
+    asyncpg.exceptions.InternalClientError,  # the protocol's state after a killed connection
+    asyncpg.exceptions.OperatorInterventionError,  # 57: terminated, shutting down, starting up
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,  # 55000: not accepting connections
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections
+    ConnectionError,  # refused or reset before PostgreSQL said anything
+)
+
+
+def database_down(exc: BaseException) -> bool:
+    return isinstance(exc, DATABASE_DOWN)
+
 
 class StoreError(Exception):
     """Base class of every error the store raises on purpose."""

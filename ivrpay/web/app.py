@@ -16,6 +16,7 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from ivrpay import store
 from ivrpay.api import keys
 from ivrpay.api.openapi import API_PREFIX
 from ivrpay.api.problems import Problem
@@ -146,6 +147,9 @@ async def screen_errors(request: web.Request, handler: Handler) -> web.StreamRes
         await load_session(request)
         key = "not_found" if exc.status == 404 else "error"
         return render(request, "error.html", status=exc.status, message=key, detail=exc.reason)
+    except store.DATABASE_DOWN as exc:
+        log.warning("screen.database_unavailable", path=request.path, error=type(exc).__name__)
+        return render(request, "error.html", status=503, message="database_down", detail=None)
     except Exception:
         log.exception("screen.unhandled_error", method=request.method, path=request.path)
         return render(request, "error.html", status=500, message="error", detail=None)

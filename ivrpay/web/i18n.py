@@ -273,6 +273,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "key_prefix": ("キー（先頭）", "Key (start)"),
     "revoked": ("失効", "revoked"),
     "revoke": ("失効させる", "Revoke"),
+    "database_down": (
+        "データベースに接続できません。しばらくしてから再読み込みしてください。",
+        "The database cannot be reached right now: reload the page in a moment.",
+    ),
     "confirm_revoke": (
         "このAPIキーを失効させますか？すべてのプロセスで直ちに拒否され、元に戻せません。",
         "Revoke this API key? It is refused at once in every process; this cannot be undone.",

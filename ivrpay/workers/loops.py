@@ -37,15 +37,67 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+# A worker's batch that meets these waits for the database; anything else is a bug (traceback).
+DATABASE_AWAY: tuple[type[BaseException], ...] = (*store.DATABASE_DOWN, OSError, TimeoutError)
+
+
+class Outage:
+    """The database as this process's workers see it: one log line when the first loop finds it
+    away, one when the last loop that did finds it back (however many loops, however long)."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.since: float | None = None
+        self.outages = 0
+        self.tries = 0  # batches that found the database away
+        self.changed = asyncio.Event()  # set at each start and end of an outage (tests wait)
+        self.tried = asyncio.Event()  # set at each batch that found it away
+
+    @property
+    def down(self) -> bool:
+        return bool(self.failing)
+
+    def failed(self, worker: str, exc: BaseException) -> None:
+        if not self.failing:
+            self.since = time.monotonic()
+            self.outages += 1
+            log.warning("database_unavailable", worker=worker, error=type(exc).__name__)
+            self._changed()
+        self.failing.add(worker)
+        self.tries += 1
+        self.tried.set()
+        self.tried = asyncio.Event()
+
+    def worked(self, worker: str) -> None:
+        if worker not in self.failing:
+            return
+        self.failing.discard(worker)
+        if not self.failing:
+            away_s = round(time.monotonic() - (self.since or time.monotonic()), 1)
+            log.info("database_recovered", worker=worker, away_s=away_s)
+            self.since = None
+            self._changed()
+
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
 class Loop:
-    """One periodic job. Subclasses implement :meth:`run_once`."""
+    """One periodic job. Subclasses implement :meth:`run_once`.
+
+    While the database is away a loop waits longer and longer between batches (doubling from
+    ``interval_s`` up to ``retry_max_s``) and says nothing but what :class:`Outage` says."""
 
     name = "loop"
+    outage: Outage | None = None  # shared by a process's loops (Workers sets it)
+    retry_max_s: float = 30.0
 
     def __init__(self, interval_s: float) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.interval_s = interval_s
+        self.failures = 0
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Do one batch; returns how many items it handled."""
@@ -53,16 +105,30 @@ class Loop:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Repeat :meth:`run_once` every ``interval_s`` until ``stop`` is set; never dies."""
+        if self.outage is None:
+            self.outage = Outage()
         while not stop.is_set():
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except DATABASE_AWAY as exc:
+                self.failures += 1
+                self.outage.failed(self.name, exc)
             except Exception:
-                # One bad batch (database restart, network) must not end the loop.
+                # One bad batch must not end the loop.
                 log.exception("worker_failed", worker=self.name)
+            else:
+                self.failures = 0
+                self.outage.worked(self.name)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+                await asyncio.wait_for(stop.wait(), self.pause_s())
+
+    def pause_s(self) -> float:
+        if not self.failures:
+            return self.interval_s
+        backoff = self.interval_s * 2 ** min(self.failures, 20)
+        return min(backoff, max(self.retry_max_s, self.interval_s))
 
 
 LiveTokens = Callable[[], Iterable[str]]
@@ -292,6 +358,8 @@ class _ClaimRetryLoop(Loop, Generic[_O]):
             payment_id = item["payment"]["id"]
             try:
                 outcome = await self.attempt({**item, "now": now})
+            except store.DATABASE_DOWN:
+                raise  # the batch ends; the claim lapses and is taken again after the outage
             except Exception:
                 log.exception(failed, payment_id=payment_id)
                 outcome = self.retry_outcome
@@ -375,6 +443,8 @@ class SettlementChecker(Loop):
         for item in items:
             try:
                 found = await self.check({**item, "token": token})
+            except store.DATABASE_DOWN:
+                raise
             except Exception:
                 log.exception("settlement_check_failed", payment_id=item["payment_id"])
                 continue
@@ -429,6 +499,11 @@ class Workers:
                 live_tokens=live_tokens,
             )
         )
+        # One outage per process, however many loops meet it.
+        self.outage = Outage()
+        for one in self.loops:
+            one.outage = self.outage
+            one.retry_max_s = settings.db_retry_max_s
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import aiohttp
+import asyncpg
 import pytest
 
 from ivrpay import store
@@ -158,3 +160,24 @@ async def test_a_revoked_key_is_refused_at_once(
         assert r.status == 404  # the screen's own client is not a key
     async with http.post("/admin/keys/nonsense/revoke", data={"csrf": csrf}) as r:
         assert r.status == 404
+
+
+async def test_the_screen_says_the_database_is_away_with_503(
+    screen: Screen, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    assert await http_sign_in(http, "admin") == 303
+    db = await screen.pool.fetchval("SELECT current_database()")
+    admin = await asyncpg.connect(urlsplit(database_url)._replace(path="/postgres").geturl())
+    try:
+        await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", db
+        )
+        async with http.get("/admin/keys") as r:
+            assert r.status == 503
+            assert "データベースに接続できません" in await r.text()
+    finally:
+        await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    async with http.get("/admin/keys") as r:
+        assert r.status == 200
