@@ -60,6 +60,9 @@ def init_app(
     app[keys.POOL] = pool
     app[keys.GATEWAY] = gateway
     app[keys.AMI] = ami
+    if ami is not None:
+        # A listen-in another process relayed (its link down) runs here with this app's parts.
+        ami.jobs[listenin.JOB_KIND] = lambda row: listenin.run_job(app, row)
     app[keys.LISTENER] = keys.Slot(listener)
     app[keys.CLOCK] = clock or _utcnow
     app[keys.OPENAPI] = build_openapi(settings)

@@ -18,8 +18,10 @@ caller (no blind transfer):
    DTMF events). The IVR's call then claims the payment as after a transfer; whatever its end,
    the shipped dialplan bridges the caller with the listening operator again.
 
-A Redirect the PBX refused clears the record (``409``, retry possible); no AMI link ``503``; no
-answer ``504`` (the record stays: the caller may be in the IVR).
+A Redirect the PBX refused clears the record (``409``, retry possible); no answer ``504`` (the
+record stays: the caller may be in the IVR). A process whose own AMI link is down hands the whole
+listen-in to a process with a working link (through PostgreSQL, as take-back's redirects; the
+answer names it); no link anywhere: ``503``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ SPY_TARGET_VAR = "IVRPAY_SPY_TARGET"
 # and PJSIP_DTMF_MODE() does not say which happened: refused like ``inband``.
 DTMF_EVENT_MODES = frozenset({"rfc4733", "info", "auto_info"})
 DTMF_MODE_FUNCTION = "PJSIP_DTMF_MODE()"
+
+# The relay's job kind, and the AMI actions a listen-in takes (Status, Getvar, two Setvar,
+# Redirect: how long a relaying process may take to answer).
+JOB_KIND = "listen_in"
+_ACTIONS = 5
 
 _CONFLICTS = {
     "not_listen_in": (
@@ -127,8 +134,7 @@ async def listen_in(
 ) -> tuple[dict[str, Any], str]:
     """Start the payment's card entry with the operator listening in (the API's and the
     screen's): (snapshot, process that redirected), or a :class:`Problem`."""
-    pool, clock = config[keys.POOL], config[keys.CLOCK]
-    current = await store.get_payment(pool, payment_id)
+    current = await store.get_payment(config[keys.POOL], payment_id)
     if current is None:
         raise not_found()
     code = store.listen_in_conflict(current)
@@ -137,6 +143,66 @@ async def listen_in(
     tb = config.get(keys.AMI)
     if tb is None:
         raise Problem(503, "ami-unavailable", "Listen-in needs AMI: IVRPAY_AMI_URL is not set.")
+    if not tb.link.connected:
+        # Another process with a working link does it (through PostgreSQL).
+        return await _relayed(config, tb, current, actor)
+    return await _start_here(config, tb, current, actor)
+
+
+async def _relayed(
+    config: Mapping[Any, Any], tb: Any, current: Mapping[str, Any], actor: str
+) -> tuple[dict[str, Any], str]:
+    outcome, detail = await tb.relay(
+        current["id"], kind=JOB_KIND, variables={"actor": actor}, actions=_ACTIONS
+    )
+    if outcome == "ok":
+        snapshot = await store.get_payment(config[keys.POOL], current["id"])
+        assert snapshot is not None
+        return snapshot, str(detail)
+    if outcome == "refused" and detail:
+        # The other process's answer: "<status> <slug>".
+        status, _, slug = detail.partition(" ")
+        code = slug.replace("-", "_")
+        if code in _CONFLICTS:
+            raise _conflict(code)
+        if status.isdigit():
+            raise Problem(int(status), slug, "The PBX refused the listen-in.")
+    if outcome == "unknown":
+        raise Problem(
+            504,
+            "ami-outcome-unknown",
+            "The process that took the listen-in did not say how it ended.",
+        )
+    raise Problem(503, "ami-unavailable", "No ivrpay process has a working AMI link.")
+
+
+async def run_job(config: Mapping[Any, Any], row: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A listen-in another process queued (its AMI link was down), run here: (outcome for
+    the relay, detail): ``ok`` with this process, or ``refused`` with "<status> <slug>"."""
+    tb = config[keys.AMI]
+    pool = config[keys.POOL]
+    current = await store.get_payment(pool, row["payment_id"])
+    if current is None:
+        return "refused", "404 not-found"
+    actor = str((row.get("variables") or {}).get("actor") or "relay")
+    try:
+        _snapshot, process = await _start_here(config, tb, current, actor)
+    except Problem as problem:
+        if problem.status == 504:
+            return "unknown", str(problem.detail)
+        return "refused", f"{problem.status} {problem.slug}"
+    return "ok", process
+
+
+async def _start_here(
+    config: Mapping[Any, Any], tb: Any, current: Mapping[str, Any], actor: str
+) -> tuple[dict[str, Any], str]:
+    """The listen-in with this process's AMI link (see the module's steps)."""
+    pool, clock = config[keys.POOL], config[keys.CLOCK]
+    payment_id = current["id"]
+    code = store.listen_in_conflict(current)
+    if code is not None:
+        raise _conflict(code)
     link = tb.link
     device = current["operator"]["callback"]
     try:

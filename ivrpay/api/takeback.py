@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,9 @@ class TakeBack:
         self.relay_poll_s = relay_poll_s
         self.clock = clock
         self._relay: asyncio.Task[None] | None = None
+        # Relayed work other than a plain redirect, by kind: (row) -> (outcome, detail). The
+        # listen-in registers itself here (ivrpay.api.app).
+        self.jobs: dict[str, Callable[[Mapping[str, Any]], Awaitable[tuple[str, str | None]]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, pool: Any, *, owner: str) -> TakeBack | None:
@@ -143,19 +146,41 @@ class TakeBack:
     async def _relayed(
         self, payment_id: str, channel: str, variables: Mapping[str, str]
     ) -> tuple[str, str | None]:
+        return await self.relay(
+            payment_id,
+            channel=channel,
+            context=TAKEBACK_CONTEXT,
+            variables=variables,
+            actions=len(variables) + 1,
+        )
+
+    async def relay(
+        self,
+        payment_id: str,
+        *,
+        kind: str = "redirect",
+        channel: str = "",
+        context: str = "",
+        variables: Mapping[str, str],
+        actions: int,
+    ) -> tuple[str, str | None]:
+        """Hand AMI work to any process with a working link and wait for it: ``("ok",
+        process)``, ``("unavailable", None)`` (nobody claimed it in time) or (outcome, detail).
+        ``actions``: how many AMI actions it takes (how long its answer may take)."""
         rid = await store.queue_redirect(
             self.pool,
             payment_id=payment_id,
             channel=channel,
-            context=TAKEBACK_CONTEXT,
+            context=context,
             variables=variables,
             now=self.clock(),
             wait_s=self.relay_wait_s,
+            kind=kind,
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.relay_wait_s
-        # The claimer has the PBX's answer within its action timeout after claiming.
-        answer_by = deadline + self.link.action_timeout_s * (len(variables) + 1) + 1
+        # The claimer has the PBX's answers within its action timeout each after claiming.
+        answer_by = deadline + self.link.action_timeout_s * actions + 1
         while True:
             row = await store.get_redirect(self.pool, rid)
             if row is not None and row["done_at"] is not None:
@@ -187,7 +212,11 @@ class TakeBack:
                     for row in await store.claim_redirects(
                         self.pool, owner=self.owner, now=self.clock()
                     ):
-                        outcome, detail = await self._send(row["channel"], row["variables"])
+                        job = self.jobs.get(row.get("kind") or "redirect")
+                        if job is not None:
+                            outcome, detail = await job(row)
+                        else:
+                            outcome, detail = await self._send(row["channel"], row["variables"])
                         await store.finish_redirect(
                             self.pool, row["id"], outcome=outcome, now=self.clock(), detail=detail
                         )

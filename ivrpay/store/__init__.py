@@ -163,7 +163,8 @@ Take-back (``ivrpay.store.takeback``)
                                     "execution_in_flight" | "not_in_ivr" | "already_taken_back"
     confirm_taken_back(db, payment_id, *, at, process, now) -> dict | None   process that sent it
     clear_taken_back(db, payment_id, *, at, now, reason) -> dict | None      the redirect failed
-    queue_redirect(db, *, payment_id, channel, context, variables, now, wait_s) -> str
+    queue_redirect(db, *, payment_id, channel, context, variables, now, wait_s, kind) -> str
+                                    kind "redirect" | "listen_in" (the whole listen-in, relayed)
     claim_redirects(db, *, owner, now, limit=10) -> list[dict]    (FOR UPDATE SKIP LOCKED)
     finish_redirect(db, redirect_id, *, outcome, now, detail=None) -> None
                                     outcome "ok" | "refused" | "unknown"

@@ -32,6 +32,7 @@ from ivrpay.store._core import (
 from ivrpay.store.errors import Conflict, NotFound
 
 REDIRECT_OUTCOMES = ("ok", "refused", "unknown", "expired")
+REDIRECT_KINDS = ("redirect", "listen_in")
 
 
 def _instant(now: datetime) -> str:
@@ -138,17 +139,22 @@ async def queue_redirect(
     variables: Mapping[str, str],
     now: datetime,
     wait_s: float,
+    kind: str = "redirect",
 ) -> str:
-    """A redirect for any process with an AMI link; its id. Unclaimed after ``wait_s``: expired."""
+    """A redirect (or other AMI work of ``kind``: ``listen_in``) for any process with an AMI
+    link; its id. Unclaimed after ``wait_s``: expired."""
     aware(now)
+    if kind not in REDIRECT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(REDIRECT_KINDS)}")
     rid = uuid.uuid4()
     async with connection(db) as conn:
         await conn.execute(
             """INSERT INTO ami_redirects
-                   (id, payment_id, channel, context, variables, created_at, wait_until)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                   (id, payment_id, kind, channel, context, variables, created_at, wait_until)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
             rid,
             payment_pk(payment_id),
+            kind,
             channel,
             context,
             dict(variables),

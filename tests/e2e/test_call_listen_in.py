@@ -10,14 +10,17 @@ works as ever.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ivrpay import store
+from ivrpay.service import Service
 from ivrpay.simulator.env import ChannelSpec
 from tests.e2e.callkit import EXPIRY, VISA, call_released, ended, hung_up, pay_keys, simulated
-from tests.e2e.conftest import Ivrpay
+from tests.e2e.conftest import Ivrpay, e2e_settings
 from tests.support.ami import AmiStandIn
 
 OPERATOR_CHANNEL = "PJSIP/1001-0000002a"
@@ -183,3 +186,60 @@ async def test_the_caller_hanging_up_during_a_listen_in(
     after = await call_released(ivrpay, payment["id"])
     assert after["status"] == "abandoned" and after["executions"] == []
     assert after["listen_in"]["ended_at"] == after["call"]["ended_at"] is not None
+
+
+@pytest.fixture
+async def second(ivrpay: Ivrpay, tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
+    """Another serve process on the same database, whose AMI link cannot come up."""
+    settings = e2e_settings(database_url, ami_url="ami://ivrpay:x@127.0.0.1:9", **FAST_AMI)
+    service = Service(settings, var_dir=tmp_path / "second", gateway_url=ivrpay.sandbox.url)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def _listen_in_at(ivrpay: Ivrpay, service: Service, payment_id: str) -> tuple[int, Any]:
+    url = f"http://127.0.0.1:{service.http_port}/api/v1/payments/{payment_id}/listen-in"
+    headers = {"Authorization": f"Bearer {ivrpay.api_key}"}
+    async with ivrpay.http.post(url, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_a_process_without_a_link_hands_the_listen_in_over(
+    ivrpay: Ivrpay, ami_standin: AmiStandIn, second: Service
+) -> None:
+    await _ami_up(ivrpay)
+    assert second.takeback is not None and not second.takeback.connected
+    calls = _redirect_runs_the_ivr(ami_standin, ivrpay, pay_keys())
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, body = await _listen_in_at(ivrpay, second, payment["id"])
+    assert status == 202, body
+    assert body["redirected_by"] == ivrpay.service.owner != second.owner
+    assert body["payment"]["listen_in"]["process"] == ivrpay.service.owner
+    await ami_standin.until(lambda s: len(calls) == 1)
+    ended(await calls[0][0].wait(), "SUCCEEDED", payment, callback="PJSIP/1001")
+    # A refusal made by the other process comes back as it is.
+    plain = await ivrpay.create_payment(
+        language="en", operator={"id": "op-1", "callback": "PJSIP/1003", "listen_in": True}
+    )
+    status, body = await _listen_in_at(ivrpay, second, plain["id"])
+    assert status == 409 and body["type"] == "urn:ivrpay:problem:operator-not-on-a-call", body
+    assert len(ami_standin.named("Redirect")) == 1
+
+
+async def test_no_link_anywhere_is_503(
+    ivrpay: Ivrpay, ami_standin: AmiStandIn, second: Service
+) -> None:
+    await _ami_up(ivrpay)
+    await ami_standin.stop()
+    tb = ivrpay.service.takeback
+    assert tb is not None
+    await asyncio.wait_for(tb.link.wait_down(), 5)
+    assert second.takeback is not None
+    second.takeback.relay_wait_s = 0.2
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, body = await _listen_in_at(ivrpay, second, payment["id"])
+    assert status == 503 and body["type"] == "urn:ivrpay:problem:ami-unavailable", body
+    assert (await ivrpay.payment(payment["id"]))["listen_in"] is None
