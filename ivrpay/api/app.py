@@ -60,7 +60,7 @@ def init_app(
     app[keys.POOL] = pool
     app[keys.GATEWAY] = gateway
     app[keys.AMI] = ami
-    if ami is not None:
+    if isinstance(ami, takeback.TakeBack):
         # A listen-in another process relayed (its link down) runs here with this app's parts.
         ami.jobs[listenin.JOB_KIND] = lambda row: listenin.run_job(app, row)
     app[keys.LISTENER] = keys.Slot(listener)

@@ -217,6 +217,11 @@ class TakeBack:
                             outcome, detail = await job(row)
                         else:
                             outcome, detail = await self._send(row["channel"], row["variables"])
+                        if outcome == "unavailable":
+                            # The link dropped after the claim: give it back (another process,
+                            # or its expiry, answers the one waiting), never leave it claimed.
+                            await store.unclaim_redirect(self.pool, row["id"], owner=self.owner)
+                            continue
                         await store.finish_redirect(
                             self.pool, row["id"], outcome=outcome, now=self.clock(), detail=detail
                         )

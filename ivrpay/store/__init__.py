@@ -169,6 +169,7 @@ Take-back (``ivrpay.store.takeback``)
     finish_redirect(db, redirect_id, *, outcome, now, detail=None) -> None
                                     outcome "ok" | "refused" | "unknown"
     expire_redirect(db, redirect_id, *, now) -> bool      unclaimed: expired (True)
+    unclaim_redirect(db, redirect_id, *, owner) -> None    claimed, link lost before sending
     get_redirect(db, redirect_id) -> dict | None
     purge_redirects(db, *, before) -> int                  relayed redirects made before
 
@@ -327,6 +328,7 @@ from ivrpay.store.takeback import (
     purge_redirects,
     queue_redirect,
     take_back_conflict,
+    unclaim_redirect,
 )
 from ivrpay.store.webhooks import (
     claim_deliveries,
@@ -434,6 +436,7 @@ __all__ = [
     "start_embedded",
     "start_execution",
     "take_back_conflict",
+    "unclaim_redirect",
     "update_api_client",
     "write_audit",
 ]

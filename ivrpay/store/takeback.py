@@ -210,6 +210,18 @@ async def finish_redirect(
         )
 
 
+async def unclaim_redirect(db: Db, redirect_id: Any, *, owner: str) -> None:
+    """``owner`` claimed it but lost its AMI link before sending: open again."""
+    rid = parse_id(redirect_id)
+    async with connection(db) as conn:
+        await conn.execute(
+            """UPDATE ami_redirects SET claimed_by = NULL, claimed_at = NULL
+               WHERE id = $1 AND claimed_by = $2 AND done_at IS NULL""",
+            rid,
+            owner,
+        )
+
+
 async def expire_redirect(db: Db, redirect_id: Any, *, now: datetime) -> bool:
     """Nobody claimed it in time: True when it is now expired (False: claimed meanwhile)."""
     aware(now)

@@ -117,3 +117,25 @@ async def test_relayed_redirects_are_claimed_once(pool: asyncpg.Pool) -> None:
     assert await store.expire_redirect(pool, late, now=at(14))
     assert await store.purge_redirects(pool, before=at(5)) == 1
     assert await store.get_redirect(pool, rid) is None
+
+
+async def test_a_claim_given_back_is_open_again(pool: asyncpg.Pool) -> None:
+    """A process that claimed a relayed redirect and lost its link gives it back: another
+    process claims it (or it expires); it is never left claimed and unanswered."""
+    payment = await new_payment(pool)
+    now = T0
+    rid = await store.queue_redirect(
+        pool,
+        payment_id=payment["id"],
+        channel="PJSIP/x-1",
+        context="ivrpay-takeback",
+        variables={},
+        now=now,
+        wait_s=60,
+    )
+    (row,) = await store.claim_redirects(pool, owner="a", now=now)
+    await store.unclaim_redirect(pool, rid, owner="b")  # not b's: unchanged
+    assert (await store.get_redirect(pool, rid))["claimed_by"] == "a"  # type: ignore[index]
+    await store.unclaim_redirect(pool, row["id"], owner="a")
+    (again,) = await store.claim_redirects(pool, owner="b", now=now)
+    assert again["id"] == rid and again["claimed_by"] == "b"
