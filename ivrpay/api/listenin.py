@@ -35,10 +35,8 @@ from aiohttp import web
 from ivrpay import store
 from ivrpay.ami import AmiRefused, AmiTimeout, AmiUnavailable
 from ivrpay.api import keys
-from ivrpay.api.bodies import idempotent, read_json
 from ivrpay.api.problems import Problem, conflict, not_found
-from ivrpay.api.render import payment_json
-from ivrpay.api.validation import parse_empty_body
+from ivrpay.api.takeback import answer_ami_action
 from ivrpay.metrics import LISTEN_INS
 
 log = structlog.get_logger(__name__)
@@ -285,14 +283,4 @@ async def _start_here(
 
 @routes.post("/payments/{id}/listen-in")
 async def listen_in_payment(request: web.Request) -> web.Response:
-    payment_id = request.match_info["id"]
-    body = await read_json(request, required=False)
-    parse_empty_body(body)
-
-    async def run() -> tuple[int, Any]:
-        snapshot, process = await listen_in(
-            request.config_dict, payment_id, f"api:{request[keys.CLIENT]['name']}"
-        )
-        return 202, {"payment": payment_json(snapshot), "redirected_by": process}
-
-    return await idempotent(request, body, run)
+    return await answer_ami_action(request, listen_in)

@@ -304,16 +304,26 @@ async def take_back(
     raise Problem(503, "ami-unavailable", "No ivrpay process has a working AMI link.")
 
 
-@routes.post("/payments/{id}/take-back")
-async def take_back_payment(request: web.Request) -> web.Response:
+# take_back and the listen-in's start: (config, payment id, actor) -> (snapshot, process)
+AmiAction = Callable[[Mapping[Any, Any], str, str], Awaitable[tuple[dict[str, Any], str]]]
+
+
+async def answer_ami_action(request: web.Request, act: AmiAction) -> web.Response:
+    """The API's route of an AMI action on a payment: no body, idempotent, answered 202 with
+    the payment and the process whose AMI link carried it out."""
     payment_id = request.match_info["id"]
     body = await read_json(request, required=False)
     parse_empty_body(body)
 
     async def run() -> tuple[int, Any]:
-        snapshot, process = await take_back(
+        snapshot, process = await act(
             request.config_dict, payment_id, f"api:{request[keys.CLIENT]['name']}"
         )
         return 202, {"payment": payment_json(snapshot), "redirected_by": process}
 
     return await idempotent(request, body, run)
+
+
+@routes.post("/payments/{id}/take-back")
+async def take_back_payment(request: web.Request) -> web.Response:
+    return await answer_ami_action(request, take_back)

@@ -111,3 +111,24 @@ async def ivrpay(
             yield Ivrpay(service, sandbox, api_key, http)
     finally:
         await service.stop()
+
+
+# AMI timings for tests: reconnect at once, relay quickly.
+FAST_AMI: dict[str, Any] = {
+    "ami_backoff_s": (0.01,),
+    "ami_relay_poll_s": 0.02,
+    "ami_relay_wait_s": 5.0,
+}
+
+
+@pytest.fixture
+async def second(ivrpay: Ivrpay, tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
+    """Another serve process on the same database, whose AMI link cannot come up (take-back and
+    listen-in relayed to the process that has one)."""
+    settings = e2e_settings(database_url, ami_url="ami://ivrpay:x@127.0.0.1:9", **FAST_AMI)
+    service = Service(settings, var_dir=tmp_path / "second", gateway_url=ivrpay.sandbox.url)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()

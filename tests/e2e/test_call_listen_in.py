@@ -10,8 +10,6 @@ works as ever.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +18,12 @@ from ivrpay import store
 from ivrpay.service import Service
 from ivrpay.simulator.env import ChannelSpec
 from tests.e2e.callkit import EXPIRY, VISA, call_released, ended, hung_up, pay_keys, simulated
-from tests.e2e.conftest import Ivrpay, e2e_settings
+from tests.e2e.conftest import FAST_AMI, Ivrpay
 from tests.support.ami import AmiStandIn
 
 OPERATOR_CHANNEL = "PJSIP/1001-0000002a"
 CALLER_CHANNEL = "PJSIP/trunk-00000031"
 LISTENING = {"id": "op-1", "callback": "PJSIP/1001", "listen_in": True}
-FAST_AMI = {"ami_backoff_s": (0.01,), "ami_relay_poll_s": 0.02}
 
 
 @pytest.fixture
@@ -66,6 +63,20 @@ def _redirect_runs_the_ivr(
     return calls
 
 
+async def listened_in(
+    ivrpay: Ivrpay, ami_standin: AmiStandIn, keys: list[str], pause_at: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+    """A listen-in started through the API and its caller's call started by the Redirect:
+    (payment, the API's answer, the call, its breakpoint at ``pause_at`` or None)."""
+    calls = _redirect_runs_the_ivr(ami_standin, ivrpay, keys, pause_at)
+    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
+    status, body = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
+    assert status == 202, body
+    await ami_standin.until(lambda s: len(calls) == 1)
+    call, held = calls[0]
+    return payment, body, call, held
+
+
 async def test_listen_in_to_a_succeeded_payment(ivrpay: Ivrpay, ami_standin: AmiStandIn) -> None:
     await _ami_up(ivrpay)
     calls = _redirect_runs_the_ivr(ami_standin, ivrpay, pay_keys())
@@ -100,12 +111,8 @@ async def test_a_decline_during_listen_in_ends_as_ever(
     await _ami_up(ivrpay)
     declined = "4000000000000002"  # the sandbox's generic decline (product.md test cards)
     keys = [f"{declined}#", EXPIRY, "123", "1", "2"]
-    calls = _redirect_runs_the_ivr(ami_standin, ivrpay, keys)
-    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
-    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
-    assert status == 202
-    await ami_standin.until(lambda s: len(calls) == 1)
-    record = await calls[0][0].wait()
+    payment, _, call, _ = await listened_in(ivrpay, ami_standin, keys)
+    record = await call.wait()
     ended(record, "FAILED", payment, callback="PJSIP/1001")
     after = await call_released(ivrpay, payment["id"])
     assert after["status"] == "failed" and after["error"]["code"] == "42G020000"
@@ -114,14 +121,9 @@ async def test_a_decline_during_listen_in_ends_as_ever(
 
 async def test_take_back_during_a_listen_in(ivrpay: Ivrpay, ami_standin: AmiStandIn) -> None:
     await _ami_up(ivrpay)
-    calls = _redirect_runs_the_ivr(
-        ami_standin, ivrpay, [f"{VISA}#", EXPIRY], pause_at="GET DATA ivrpay/enter_expiry"
+    payment, _, call, held = await listened_in(
+        ivrpay, ami_standin, [f"{VISA}#", EXPIRY], pause_at="GET DATA ivrpay/enter_expiry"
     )
-    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
-    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
-    assert status == 202
-    await ami_standin.until(lambda s: len(calls) == 1)
-    call, held = calls[0]
     await held.reached()
 
     async def hang_up(_headers: dict[str, str]) -> None:
@@ -145,14 +147,9 @@ async def test_a_listener_who_left_stops_the_card_entry(
     asked, the security code is never asked; the caller goes back (the dialplan rings the
     operator's phone) and nothing is sent to the gateway."""
     await _ami_up(ivrpay)
-    calls = _redirect_runs_the_ivr(
-        ami_standin, ivrpay, pay_keys(), pause_at="GET DATA ivrpay/enter_expiry"
+    payment, _, call, held = await listened_in(
+        ivrpay, ami_standin, pay_keys(), pause_at="GET DATA ivrpay/enter_expiry"
     )
-    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
-    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
-    assert status == 202
-    await ami_standin.until(lambda s: len(calls) == 1)
-    call, held = calls[0]
     await held.reached()
     ami_standin.channels.discard(OPERATOR_CHANNEL)  # the operator hung up the spy leg
     held.release()
@@ -171,14 +168,9 @@ async def test_the_caller_hanging_up_during_a_listen_in(
     """The caller hangs up while keying: abandoned as after any hang-up (ChanSpy's E option then
     ends the operator's spy leg); the listen-in's end is the call's."""
     await _ami_up(ivrpay)
-    calls = _redirect_runs_the_ivr(
-        ami_standin, ivrpay, [f"{VISA}#"], pause_at="GET DATA ivrpay/enter_expiry"
+    payment, _, call, held = await listened_in(
+        ivrpay, ami_standin, [f"{VISA}#"], pause_at="GET DATA ivrpay/enter_expiry"
     )
-    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
-    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
-    assert status == 202
-    await ami_standin.until(lambda s: len(calls) == 1)
-    call, held = calls[0]
     await held.reached()
     await call.hang_up()
     held.release()
@@ -186,18 +178,6 @@ async def test_the_caller_hanging_up_during_a_listen_in(
     after = await call_released(ivrpay, payment["id"])
     assert after["status"] == "abandoned" and after["executions"] == []
     assert after["listen_in"]["ended_at"] == after["call"]["ended_at"] is not None
-
-
-@pytest.fixture
-async def second(ivrpay: Ivrpay, tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
-    """Another serve process on the same database, whose AMI link cannot come up."""
-    settings = e2e_settings(database_url, ami_url="ami://ivrpay:x@127.0.0.1:9", **FAST_AMI)
-    service = Service(settings, var_dir=tmp_path / "second", gateway_url=ivrpay.sandbox.url)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
 
 
 async def _listen_in_at(ivrpay: Ivrpay, service: Service, payment_id: str) -> tuple[int, Any]:

@@ -12,14 +12,14 @@ import pytest
 
 from ivrpay import store
 from tests.e2e.callkit import call_released, ended, pay_keys
-from tests.e2e.conftest import Ivrpay
+from tests.e2e.conftest import FAST_AMI, Ivrpay
 from tests.e2e.test_call_listen_in import (
     CALLER_CHANNEL,
-    FAST_AMI,
     LISTENING,
     OPERATOR_CHANNEL,
     _ami_up,
     _redirect_runs_the_ivr,
+    listened_in,
 )
 from tests.support.ami import AmiStandIn
 
@@ -78,12 +78,8 @@ async def test_a_refused_mute_stops_the_card_entry_before_any_key(
 ) -> None:
     await _ami_up(ivrpay)
     ami_standin.refuse.add("muteaudio")
-    calls = _redirect_runs_the_ivr(ami_standin, ivrpay, pay_keys())
-    payment = await ivrpay.create_payment(language="en", operator=LISTENING)
-    status, _ = await ivrpay.api("POST", f"/payments/{payment['id']}/listen-in")
-    assert status == 202
-    await ami_standin.until(lambda s: len(calls) == 1)
-    record = await calls[0][0].wait()
+    payment, _, call, _ = await listened_in(ivrpay, ami_standin, pay_keys())
+    record = await call.wait()
     ended(record, "OPERATOR", payment, callback="PJSIP/1001")
     assert not any(p.file.endswith("enter_card") for p in record.prompts)
     assert record.entries == []  # not one key taken

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,10 +27,8 @@ from tests.e2e.callkit import (
     held_call,
     hung_up,
 )
-from tests.e2e.conftest import Ivrpay, e2e_settings
+from tests.e2e.conftest import FAST_AMI, Ivrpay
 from tests.support.ami import AmiStandIn
-
-FAST_AMI = {"ami_backoff_s": (0.01,), "ami_relay_poll_s": 0.02, "ami_relay_wait_s": 5.0}
 
 
 @pytest.fixture
@@ -224,18 +220,6 @@ async def test_no_ami_link_anywhere_is_503(ivrpay: Ivrpay, ami_standin: AmiStand
     assert (await ivrpay.payment(payment["id"]))["taken_back"] is None
     held.release()
     await call.wait()
-
-
-@pytest.fixture
-async def second(ivrpay: Ivrpay, tmp_path: Path, database_url: str) -> AsyncIterator[Service]:
-    """Another serve process on the same database, whose AMI link cannot come up."""
-    settings = e2e_settings(database_url, ami_url="ami://ivrpay:x@127.0.0.1:9", **FAST_AMI)
-    service = Service(settings, var_dir=tmp_path / "second", gateway_url=ivrpay.sandbox.url)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
 
 
 async def test_another_process_with_a_link_redirects(
