@@ -36,6 +36,7 @@ from ivrpay.payments.rules import (
     result_of,
     unknown_decision,
 )
+from ivrpay.store.settlement import DueSettlement
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -154,9 +155,9 @@ class PaymentProcess:
         """Capture, void or refund a succeeded payment: the new snapshot, or SettleRefused."""
         return await self.settler.settle(payment_id, action, actor=actor)
 
-    async def check_settlement(self, item: dict[str, Any]) -> str:
+    async def check_settlement(self, due: DueSettlement) -> str:
         """A settlement intent whose answer was lost, claimed by the checker: SearchTrade."""
-        return await self.settler.check(item)
+        return await self.settler.check(due)
 
     # -- the workers -------------------------------------------------------------------------------
     async def reconcile(self, item: dict[str, Any]) -> background.ReconcileOutcome:

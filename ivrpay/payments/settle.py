@@ -94,14 +94,13 @@ class Settler:
         run = _Run(self, claim.intent, claim.handle, token)
         return await run.carry_out()
 
-    async def check(self, item: Mapping[str, Any]) -> str:
-        """An intent whose AlterTran answer nobody has (one item of
+    async def check(self, due: intents.DueSettlement) -> str:
+        """An intent whose AlterTran answer nobody has (claimed by
         :func:`ivrpay.store.settlement.claim_due_settlements`): SearchTrade decides, nothing is
         sent. "settled" (recorded), "open" (certainly not done: a retried request may send
         again) or "unknown" (looked at again after the back-off)."""
-        handle = item.get("handle")
-        run = _Run(self, item, handle or {}, str(item["token"]))
-        if handle is None or self.gateway is None:
+        run = _Run(self, due.intent, due.handle or {}, due.token)
+        if due.handle is None or self.gateway is None:
             await run.release(unknown=True)
             return "unknown"
         return await run.look_only()
@@ -111,17 +110,21 @@ class _Run:
     """One claim of one intent: everything sent and recorded under its token."""
 
     def __init__(
-        self, settler: Settler, intent: Mapping[str, Any], handle: Mapping[str, Any], token: str
+        self,
+        settler: Settler,
+        intent: intents.SettlementIntent,
+        handle: Mapping[str, Any],
+        token: str,
     ) -> None:
         self.s = settler
         self.gw = settler.gateway
-        self.payment_id = str(intent["payment_id"])
-        self.action = str(intent["action"])
-        self.order_id = str(intent["order_id"])
+        self.payment_id = intent.payment_id
+        self.action = intent.action
+        self.order_id = intent.order_id
         self.handle = handle
         self.token = token
-        self.sent = int(intent.get("sends") or 0) > 0
-        self.sent_at: datetime | None = intent.get("sent_at")
+        self.sent = intent.sends > 0
+        self.sent_at = intent.sent_at
         self.log = log.bind(payment_id=self.payment_id, action=self.action)
 
     async def carry_out(self) -> dict[str, Any]:

@@ -43,16 +43,47 @@ class SettlementClaim:
 
     outcome: str
     snapshot: dict[str, Any]
-    intent: dict[str, Any] | None = None
+    intent: SettlementIntent | None = None
     handle: dict[str, Any] | None = None
 
 
-def _intent(row: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SettlementIntent:
+    """One row of ``settlement_intents`` (see the migration for the states). A frozen dataclass:
+    the fields are the columns, nothing is computed, and it compares by value in tests."""
+
+    payment_id: str
+    action: str
+    order_id: str
+    state: str  # open | sending | unknown | done
+    actor: str
+    token: str | None
+    lease_until: datetime | None
+    sends: int  # AlterTrans sent under this intent
+    sent_at: datetime | None
+    checks: int  # look-ups of a lost answer
+    next_check_at: datetime | None
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DueSettlement:
+    """An intent claimed by the checker for ``token``, with what AlterTran needs (``handle``:
+    :func:`~ivrpay.store.payments.get_gateway_handle`; None when the payment has none)."""
+
+    intent: SettlementIntent
+    handle: dict[str, Any] | None
+    token: str
+
+
+def _intent(row: Mapping[str, Any]) -> SettlementIntent:
     out = dict(row)
     if isinstance(out.get("error"), str):
         out["error"] = json.loads(out["error"])
     out["payment_id"] = str(out["payment_id"])
-    return out
+    return SettlementIntent(**out)
 
 
 async def _locked_snapshot(conn: Any, pid: Any) -> dict[str, Any]:
@@ -151,7 +182,7 @@ async def release_settlement(
     unknown: bool,
     error: Mapping[str, Any] | None = None,
     backoff_s: Sequence[float] = (),
-) -> dict[str, Any] | None:
+) -> SettlementIntent | None:
     """Give the claim up: ``unknown`` (an AlterTran may have gone through: SearchTrade must tell,
     the checker looks after the back-off) or ``open`` (certainly nothing changed). None when the
     claim was no longer ``token``'s."""
@@ -214,7 +245,7 @@ async def complete_settlement(
         )
 
 
-async def get_settlement_intents(db: Db, payment_id: Any) -> list[dict[str, Any]]:
+async def get_settlement_intents(db: Db, payment_id: Any) -> list[SettlementIntent]:
     """The payment's intents, by action (for people and tests)."""
     pid = parse_id(payment_id)
     if pid is None:
@@ -228,10 +259,9 @@ async def get_settlement_intents(db: Db, payment_id: Any) -> list[dict[str, Any]
 
 async def claim_due_settlements(
     db: Db, *, token: str, now: datetime, lease_s: float, limit: int = 10
-) -> list[dict[str, Any]]:
+) -> list[DueSettlement]:
     """Intents an AlterTran was sent for whose answer nobody has: ``unknown`` ones due for a
-    look, and ``sending`` ones whose holder died after sending. Claimed for ``token``; each item
-    is the intent plus ``handle`` (:func:`~ivrpay.store.payments.get_gateway_handle`)."""
+    look, and ``sending`` ones whose holder died after sending, claimed for ``token``."""
     aware(now)
     async with transaction(db) as conn:
         rows = await conn.fetch(
@@ -254,5 +284,5 @@ async def claim_due_settlements(
         items = []
         for row in rows:
             handle = await get_gateway_handle(conn, row["payment_id"])
-            items.append({**_intent(row), "handle": handle})
+            items.append(DueSettlement(_intent(row), handle, token))
     return items

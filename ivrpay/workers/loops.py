@@ -412,7 +412,7 @@ class RegistrationRetrier(_ClaimRetryLoop[RegistrationOutcome]):
         return {"registration": (snap["registration"] or {}).get("status")}
 
 
-CheckSettlement = Callable[[dict[str, Any]], Awaitable[str]]
+CheckSettlement = Callable[[settlement_store.DueSettlement], Awaitable[str]]
 
 
 class SettlementChecker(Loop):
@@ -440,18 +440,19 @@ class SettlementChecker(Loop):
         items = await settlement_store.claim_due_settlements(
             self.pool, token=token, now=now or _now(), lease_s=self.lease_s, limit=self.limit
         )
-        for item in items:
+        for due in items:
+            intent = due.intent
             try:
-                found = await self.check({**item, "token": token})
+                found = await self.check(due)
             except store.DATABASE_DOWN:
                 raise
             except Exception:
-                log.exception("settlement_check_failed", payment_id=item["payment_id"])
+                log.exception("settlement_check_failed", payment_id=intent.payment_id)
                 continue
             log.info(
                 "settlement_checked",
-                payment_id=item["payment_id"],
-                action=item["action"],
+                payment_id=intent.payment_id,
+                action=intent.action,
                 found=found,
             )
         return len(items)

@@ -282,7 +282,7 @@ async def test_two_services_capture_and_refund_at_once_send_one_alter_tran_each(
         assert await alter_trans(pool, p["id"]) == n
     assert orders(sandbox, "TWO-1") == {"TWO-1-01": "RETURN"}
     intents = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert [(i["action"], i["state"], i["sends"]) for i in intents] == [
+    assert [(i.action, i.state, i.sends) for i in intents] == [
         ("capture", "done", 1),
         ("refund", "done", 1),
     ]
@@ -302,7 +302,7 @@ class Lost:
 
     async def intent(self) -> tuple[str, int]:
         [intent] = await settlement_store.get_settlement_intents(self.pool, self.payment["id"])
-        return intent["state"], intent["sends"]
+        return intent.state, intent.sends
 
     async def capture(self, auth: dict[str, str]) -> Any:
         return await self.svc.post(f"{P}/{self.payment['id']}/capture", headers=auth)
@@ -410,7 +410,7 @@ async def test_a_claim_that_lapsed_before_sending_sends_nothing(
     assert sandbox.state.requests["AlterTran"] == 0
     assert sandbox.state.requests["SearchTrade"] == 1  # looked, then found the claim gone
     [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert (intent["state"], intent["sends"]) == ("sending", 0)  # lapsed: claimable again
+    assert (intent.state, intent.sends) == ("sending", 0)  # lapsed: claimable again
     r = await gw_client.post(f"{P}/{p['id']}/capture", headers=auth)
     assert r.status == 200 and (await r.json())["settlement"] == "captured"
     assert sandbox.state.requests["AlterTran"] == 1
@@ -441,4 +441,4 @@ async def test_a_lost_alter_tran_answer_is_looked_up_at_once(
     assert sandbox.state.requests["AlterTran"] == sent
     assert await alter_trans(pool, p["id"]) == sent  # each one in the gateway-call log
     [intent] = await settlement_store.get_settlement_intents(pool, p["id"])
-    assert (intent["state"], intent["sends"]) == ("done", sent)
+    assert (intent.state, intent.sends) == ("done", sent)
