@@ -60,21 +60,14 @@ class Server:
 
     @classmethod
     async def start(cls, mode: str, env: dict[str, str], commands: Sequence[str] = ()) -> Server:
-        # BENCH_PYSPY=<file>: the first ivrpay server runs under py-spy (a flame graph, SVG).
+        # BENCH_PYSPY=<file>: the first ivrpay server runs under py-spy: a flame graph (.svg),
+        # or collapsed stacks (.txt) to sort.
         profile = os.environ.pop("BENCH_PYSPY", "") if mode == "ivrpay" else ""
-        spy = (
-            [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "-r",
-                "200",
-                "-o",
-                profile,
-                "--",
-            ]
-            if profile
-            else []
-        )
+        spy: list[str] = []
+        if profile:
+            fmt = "raw" if profile.endswith(".txt") else "flamegraph"
+            py_spy = str(Path(sys.executable).parent / "py-spy")
+            spy = [py_spy, "record", "-r", "200", "-f", fmt, "-o", profile, "--"]
         proc = await asyncio.create_subprocess_exec(
             *spy,
             sys.executable,
@@ -131,7 +124,8 @@ class Run:
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
-    return {k: float(after[k]) - float(before.get(k, 0)) for k in after if k != "in_flight"}
+    skip = ("in_flight", "turnarounds", "turnaround_p50_ms", "turnaround_p99_ms")
+    return {k: float(after[k]) - float(before.get(k, 0)) for k in after if k not in skip}
 
 
 async def burst(server: Server, codes: Sequence[str], concurrency: int) -> Run:
@@ -253,6 +247,7 @@ async def paced(server: Server, codes: Sequence[str], pace_s: float, window_s: f
 
     await asyncio.gather(*(begin(i, c) for i, c in enumerate(calls)))
     await asyncio.sleep(pace_s * 1.2)  # every call past its first command
+    await server.ask("RESET")
     start = await server.ask("STATS")
     measuring[0] = True
     await asyncio.sleep(window_s)
@@ -274,8 +269,12 @@ async def paced(server: Server, codes: Sequence[str], pace_s: float, window_s: f
     return {
         "in_flight": level.in_flight,
         "commands": level.commands,
-        "p50_ms": round(t[len(t) // 2], 2),
-        "p99_ms": round(t[min(len(t) - 1, int(len(t) * 0.99))], 2),
+        # Server side: from a reply read to the next command written (what the caller waits for).
+        "p50_ms": during["turnaround_p50_ms"],
+        "p99_ms": during["turnaround_p99_ms"],
+        # The same seen from the stand-in (its own event loop's lag included).
+        "seen_p50_ms": round(t[len(t) // 2], 2),
+        "seen_p99_ms": round(t[min(len(t) - 1, int(len(t) * 0.99))], 2),
         "rss_kib_per_call": round((during["rss_kib"] - idle["rss_kib"]) / level.in_flight, 1),
         "cpu_ms_per_command": round((during["cpu_s"] - start["cpu_s"]) * 1000 / cmds, 3),
         "errors": level.errors,
@@ -385,6 +384,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 out["keepalive_tls"][mode] = {
                     "payments_per_s": round(k.statuses.get("SUCCEEDED", 0) / k.wall_s, 1),
                     "server_cpu_ms_per_call": round(k.per_call("cpu_s") * 1000, 2),
+                    "tls_connections_per_call": round(k.per_call("gateway_connections"), 3),
                     "outcomes": k.statuses,
                 }
 
@@ -440,7 +440,8 @@ def table(r: dict[str, Any]) -> str:
     for mode, k in (r.get("keepalive_tls") or {}).items():
         rows.append(
             f"keep-alive  {mode:<4} (TLS) {k['payments_per_s']} payments/s, "
-            f"{k['server_cpu_ms_per_call']} ms CPU/call"
+            f"{k['server_cpu_ms_per_call']} ms CPU/call, "
+            f"{k['tls_connections_per_call']} new TLS connections/call"
         )
     if "classic" in r:
         c = r["classic"]
@@ -451,7 +452,8 @@ def table(r: dict[str, Any]) -> str:
         )
     for p in r.get("paced", []):
         rows.append(
-            f"paced {p['in_flight']:>5}  p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms per command, "
+            f"paced {p['in_flight']:>5}  p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms per command "
+            f"(stand-in saw {p['seen_p50_ms']}/{p['seen_p99_ms']}), "
             f"{p['rss_kib_per_call']} KiB RSS/call, {p['cpu_ms_per_call']} ms CPU/call, "
             f"errors {p['errors']}"
         )

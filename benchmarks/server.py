@@ -17,9 +17,11 @@ import json
 import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from ivrpay.agi.session import AGISession
 from ivrpay.config import HostPort, Settings
 from ivrpay.logging import configure
 from ivrpay.store import counting
@@ -29,20 +31,45 @@ class Stats:
     def __init__(self) -> None:
         self.calls = 0
         self.in_flight = lambda: 0
+        self.gateway_connections = lambda: 0
         self.counter = counting.QueryCounter()
+        self.turnaround: list[float] = []  # s from a reply to the next command, server side
 
     def reset(self) -> None:
         self.calls = 0
         self.counter.reset()
+        self.turnaround.clear()
+
+    def time_sessions(self) -> None:
+        """Time every AGI session of this process: from a reply to the next command. The gap
+        before ``SET MUSIC OFF`` is the gateway's work under music on hold, not a turnaround."""
+        original = AGISession._transact
+        stats = self
+
+        async def timed(session: Any, line: bytes, *args: Any) -> Any:
+            last = getattr(session, "_bench_reply_at", None)
+            if last is not None and not line.startswith(b"SET MUSIC OFF"):
+                stats.turnaround.append(time.perf_counter() - last)
+            try:
+                return await original(session, line, *args)
+            finally:
+                session._bench_reply_at = time.perf_counter()
+
+        AGISession._transact = timed  # type: ignore[method-assign]
 
     def line(self) -> str:
         use = resource.getrusage(resource.RUSAGE_SELF)
+        t = sorted(self.turnaround) or [0.0]
         return json.dumps(
             {
+                "turnarounds": len(self.turnaround),
+                "turnaround_p50_ms": round(t[len(t) // 2] * 1000, 3),
+                "turnaround_p99_ms": round(t[min(len(t) - 1, int(len(t) * 0.99))] * 1000, 3),
                 "cpu_s": use.ru_utime + use.ru_stime,
                 "rss_kib": _rss_kib(),
                 "calls": self.calls,
                 "in_flight": self.in_flight(),
+                "gateway_connections": self.gateway_connections(),
                 "statements": self.counter.statements,
                 "transactions": self.counter.transactions,
             }
@@ -78,6 +105,7 @@ async def run_ivrpay() -> None:
 
     counting.install()
     stats = Stats()
+    stats.time_sessions()
     settings = Settings.from_env().replace(
         agi_listen=HostPort("127.0.0.1", 0), http_listen=HostPort("127.0.0.1", 0)
     )
@@ -95,6 +123,9 @@ async def run_ivrpay() -> None:
         service.agi.handlers["pay"] = counted
         agi = service.agi
         stats.in_flight = lambda: agi.in_flight
+        gateway = service.gateway
+        assert gateway is not None
+        stats.gateway_connections = lambda: gateway.connections_opened
         reader = await _lines()
         print(f"READY {service.agi.port}", flush=True)
         try:

@@ -120,6 +120,7 @@ class GatewayTransport:
         self._kept: aiohttp.ClientSession | None = None  # bounded keep-alive
         self.keepalive = keepalive
         self.keepalive_idle_s = keepalive_idle_s
+        self.connections_opened = 0  # TCP (and TLS) connections made so far
 
     # -- session ----------------------------------------------------------------------------------
     async def __aenter__(self) -> Any:
@@ -162,6 +163,7 @@ class GatewayTransport:
     def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_mark_sent)
+        trace.on_connection_create_end.append(self._count_connection)
         return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
@@ -169,6 +171,9 @@ class GatewayTransport:
             ),
             trace_configs=[trace],
         )
+
+    async def _count_connection(self, *_args: object) -> None:
+        self.connections_opened += 1
 
     # -- the exchange -----------------------------------------------------------------------------
     async def _call(

@@ -40,7 +40,8 @@ async def peers() -> AsyncIterator[tuple[str, list[tuple[str, int]]]]:
         await runner.cleanup()
 
 
-async def _two_of_each(url: str, keepalive: str) -> None:
+async def _two_of_each(url: str, keepalive: str) -> int:
+    """Two EntryTran + ExecTran pairs; the connections the client opened."""
     client = GatewayClient(url, "tshop00000001", "pass000001", keepalive=keepalive)
     try:
         for n in (1, 2):
@@ -48,6 +49,7 @@ async def _two_of_each(url: str, keepalive: str) -> None:
             assert entry.ok, entry
             executed = await client.exec_tran(f"o-{n}", "a1", "p1", make_card("4111111111111111"))
             assert executed.kind == "declined", executed
+        return client.connections_opened
     finally:
         await client.close()
 
@@ -60,7 +62,7 @@ async def test_safe_reuses_a_connection_for_entrytran_never_for_exectran(
     peers: tuple[str, list[tuple[str, int]]],
 ) -> None:
     url, seen = peers
-    await _two_of_each(url, "safe")
+    assert await _two_of_each(url, "safe") == 3
     entries, execs = _ports(seen, "EntryTran"), _ports(seen, "ExecTran")
     assert len(set(entries)) == 1  # the second EntryTran rode the first one's connection
     assert len(set(execs)) == 2 and not set(execs) & set(entries)  # each ExecTran its own
@@ -70,7 +72,7 @@ async def test_off_opens_a_connection_per_request(
     peers: tuple[str, list[tuple[str, int]]],
 ) -> None:
     url, seen = peers
-    await _two_of_each(url, "off")
+    assert await _two_of_each(url, "off") == 4
     assert len({port for _name, port in seen}) == 4
 
 
@@ -78,7 +80,7 @@ async def test_all_reuses_a_connection_for_every_request(
     peers: tuple[str, list[tuple[str, int]]],
 ) -> None:
     url, seen = peers
-    await _two_of_each(url, "all")
+    assert await _two_of_each(url, "all") == 1
     assert len({port for _name, port in seen}) == 1
 
 
