@@ -461,6 +461,40 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def chart(r: dict[str, Any], window_s: float) -> str:
+    """An SVG of the paced levels: AGI commands answered per second and the p99 turnaround
+    against calls in flight (no plotting library needed)."""
+    levels = r.get("paced") or []
+    w, h, pad = 640, 320, 50
+    xs = [pad + i * (w - 2 * pad) / max(len(levels) - 1, 1) for i in range(len(levels))]
+    rate = [p["commands"] / window_s for p in levels]
+    p99 = [p["p99_ms"] for p in levels]
+
+    def line(values: list[float], colour: str) -> str:
+        top = max(values) or 1.0
+        pts = " ".join(
+            f"{x:.0f},{h - pad - v / top * (h - 2 * pad):.0f}"
+            for x, v in zip(xs, values, strict=True)
+        )
+        return f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>'
+
+    labels = "".join(
+        f'<text x="{x:.0f}" y="{h - pad + 18}" text-anchor="middle">{p["in_flight"]}</text>'
+        for x, p in zip(xs, levels, strict=True)
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-size="12">'
+        f'<rect width="{w}" height="{h}" fill="white"/>'
+        f"{line(rate, 'steelblue') if levels else ''}{line(p99, 'firebrick') if levels else ''}"
+        f"{labels}"
+        f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle">calls in flight</text>'
+        f'<text x="{pad}" y="20" fill="steelblue">'
+        f"AGI commands/s (max {max(rate, default=0):.0f})</text>"
+        f'<text x="{w - pad}" y="20" fill="firebrick" text-anchor="end">'
+        f"p99 turnaround (max {max(p99, default=0):.0f} ms)</text></svg>"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--calls", type=int, default=400)
@@ -482,8 +516,10 @@ def main() -> None:
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str))
+    svg = path.with_suffix(".svg")
+    svg.write_text(chart(result, args.window_s))
     print(table(result))
-    print(f"(also in {path})")
+    print(f"(also in {path}; the paced levels charted in {svg})")
 
 
 if __name__ == "__main__":
