@@ -37,8 +37,8 @@ LANGUAGES = ("ja", "en")
 DEFAULT_CALLBACK_PATTERN = r"^(PJSIP|SIP|IAX2)/[A-Za-z0-9_.-]{1,40}$"
 
 # Back-off schedules (seconds) from product.md; the tail entry repeats until the give-up age.
-WEBHOOK_BACKOFF_S = (10, 30, 60, 300, 900, 3600)
-RECONCILE_BACKOFF_S = (30, 60, 120, 300, 900)
+WEBHOOK_BACKOFF_S = (10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+RECONCILE_BACKOFF_S = (30.0, 60.0, 120.0, 300.0, 900.0)
 
 
 class ConfigError(Exception):
@@ -272,6 +272,22 @@ class _Reader:
             raise ConfigError(f"{name}: not a valid regular expression ({exc})") from None
         return raw
 
+    def durations(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        """A back-off schedule: seconds separated by commas, e.g. ``10,30,60,300`` (the last one
+        repeats); each 0.01…86400, in order, at most 20."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            values = tuple(float(v) for v in raw.split(","))
+        except ValueError:
+            raise ConfigError(f"{name}: {raw!r} is not seconds separated by commas") from None
+        if not 1 <= len(values) <= 20 or not all(0.01 <= v <= 86400 for v in values):
+            raise ConfigError(f"{name}: 1 to 20 waits of 0.01…86400 s, e.g. 10,30,60")
+        if list(values) != sorted(values):
+            raise ConfigError(f"{name}: the waits must not get shorter ({raw})")
+        return values
+
     def executions(self, name: str, default: tuple[int, int]) -> tuple[int, int]:
         raw = self.text(name)
         if raw is None:
@@ -394,6 +410,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     _v("IVRPAY_SIGNIN_LOCKOUT_S", "signin_lockout_s", lambda r, n, d: r.number(n, d, 1, 86400)),
     _v("IVRPAY_PROMPT_MAX_S", "prompt_max_s", lambda r, n, d: r.number(n, d, 1, 600)),
+    _v("IVRPAY_RECONCILE_BACKOFF_S", "reconcile_backoff_s", lambda r, n, d: r.durations(n, d)),
+    _v("IVRPAY_WEBHOOK_BACKOFF_S", "webhook_backoff_s", lambda r, n, d: r.durations(n, d)),
+    _v("IVRPAY_RETRY_HORIZON_S", "retry_horizon_s", lambda r, n, d: r.number(n, d, 60, 30 * 86400)),
     _v("IVRPAY_DB_RETRY_MAX_S", "db_retry_max_s", lambda r, n, d: r.number(n, d, 0.1, 3600)),
     _v(
         "IVRPAY_HTTP_HEADER_TIMEOUT_S",

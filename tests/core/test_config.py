@@ -79,3 +79,31 @@ def test_overrides_win_over_the_environment() -> None:
 
 def test_parse_hostport_allows_port_zero() -> None:
     assert parse_hostport("127.0.0.1:0").port == 0
+
+
+def test_back_off_schedules_are_settings() -> None:
+    s = Settings.from_env(
+        {
+            "IVRPAY_RECONCILE_BACKOFF_S": "5, 10,60",
+            "IVRPAY_WEBHOOK_BACKOFF_S": "1,1,2.5",
+            "IVRPAY_RETRY_HORIZON_S": "3600",
+            "IVRPAY_DB_RETRY_MAX_S": "5",
+        }
+    )
+    assert s.reconcile_backoff_s == (5.0, 10.0, 60.0)
+    assert s.webhook_backoff_s == (1.0, 1.0, 2.5)
+    assert (s.retry_horizon_s, s.db_retry_max_s) == (3600.0, 5.0)
+    d = Settings.from_env({})
+    assert d.reconcile_backoff_s == (30, 60, 120, 300, 900)  # product.md's schedules
+    assert d.webhook_backoff_s == (10, 30, 60, 300, 900, 3600)
+    assert d.retry_horizon_s == 86400
+
+
+@pytest.mark.parametrize("value", ["", "10,x", "0", "60,30", ",".join(["1"] * 21), "1,100000"])
+def test_a_bad_schedule_is_named(value: str) -> None:
+    if value == "":
+        assert Settings.from_env({"IVRPAY_WEBHOOK_BACKOFF_S": value}).webhook_backoff_s[0] == 10
+        return
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"IVRPAY_WEBHOOK_BACKOFF_S": value})
+    assert str(err.value).startswith("IVRPAY_WEBHOOK_BACKOFF_S: ")
