@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # A checkout's root, for tests and dev tools only: an installed ivrpay has none.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -250,6 +251,10 @@ class _Reader:
             return None
         if not re.fullmatch(r"https?://[^\s/?#]+", raw.rstrip("/")):
             raise ConfigError(f"{name}: {raw!r} is not a base URL like https://host[:port]")
+        # Card data crosses this link (PCI DSS 4.2.1): plain http only to this host (the sandbox).
+        host = urlsplit(raw).hostname or ""
+        if raw.startswith("http://") and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError(f"{name}: {raw!r} must be https:// (card data travels over it)")
         return raw.rstrip("/")
 
     def timezone(self, name: str, default: str) -> str:

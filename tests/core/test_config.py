@@ -61,6 +61,9 @@ def test_values_are_parsed() -> None:
         ({"IVRPAY_TIMEZONE": "Mars/Olympus"}, "IVRPAY_TIMEZONE"),
         ({"IVRPAY_CALLBACK_PATTERN": "(("}, "IVRPAY_CALLBACK_PATTERN"),
         ({"IVRPAY_GATEWAY_URL": "ftp://x"}, "IVRPAY_GATEWAY_URL"),
+        # card data travels over it: plain http only to this host (the sandbox)
+        ({"IVRPAY_GATEWAY_URL": "http://pt01.example.jp"}, "IVRPAY_GATEWAY_URL"),
+        ({"IVRPAY_GATEWAY_URL": "http://10.0.0.7:8081"}, "IVRPAY_GATEWAY_URL"),
         ({"IVRPAY_GATEWAY_URL": "https://gw.example"}, "IVRPAY_SHOP_ID"),
         ({"IVRPAY_LOG_FORMAT": "xml"}, "IVRPAY_LOG_FORMAT"),
     ],
