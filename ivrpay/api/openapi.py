@@ -146,54 +146,54 @@ def _action(name: str, summary: str, extra: dict[int, Any] | None = None) -> dic
     }
 
 
-def _take_back_operation() -> dict[str, Any]:
-    """POST /payments/{id}/take-back (issue 11): an action answered 202 with the process."""
+def _ami_operation(
+    operation_id: str, description: str, done: str, answer: str, unanswered: str
+) -> dict[str, Any]:
+    """An AMI action on a payment (take-back, listen-in): answered 202 with the process."""
     op = _action(
+        operation_id,
+        description,
+        {
+            202: _json(done, _ref(answer), _REPLAYED_HEADER),
+            504: {
+                "description": unanswered,
+                "content": {"application/problem+json": {"schema": _ref("Problem")}},
+            },
+        },
+    )
+    del op["responses"]["200"]
+    return op
+
+
+def _take_back_operation() -> dict[str, Any]:
+    """POST /payments/{id}/take-back (issue 11)."""
+    return _ami_operation(
         "takeBackPayment",
         "Take the caller back from the IVR to the operator: an AMI Redirect of the call's channel "
         "(by any ivrpay process with a working AMI link, named in redirected_by); the call ends "
         "abandoned with taken_back. 409 when the caller is not in the IVR or a gateway execution "
         "is in flight; 503 when no AMI link is up; 504 when the PBX did not answer.",
-        {
-            202: _json(
-                "Redirected; the payment ends abandoned when the call's AGI has hung up.",
-                _ref("TakeBackAnswer"),
-                _REPLAYED_HEADER,
-            ),
-            504: {
-                "description": "The PBX did not answer the redirect; it may have happened.",
-                "content": {"application/problem+json": {"schema": _ref("Problem")}},
-            },
-        },
+        "Redirected; the payment ends abandoned when the call's AGI has hung up.",
+        "TakeBackAnswer",
+        "The PBX did not answer the redirect; it may have happened.",
     )
-    del op["responses"]["200"]
-    return op
 
 
 def _listen_in_operation() -> dict[str, Any]:
-    """POST /payments/{id}/listen-in (issue 14): an action answered 202 with the process."""
-    op = _action(
+    """POST /payments/{id}/listen-in (issue 14)."""
+    return _ami_operation(
         "listenInPayment",
         "Start the card entry of a pending payment registered with operator.listen_in while the "
         "operator is on the phone with the caller: one AMI Redirect moves the caller into the "
         "IVR and the operator onto a ChanSpy leg (whisper), hearing prompts and caller but no "
         "key; both are bridged back together when the IVR ends. 409 when the payment is not for "
-        "listen-in or not pending, or the operator's phone is not on one two-party call; 503 "
-        "when this process has no AMI link; 504 when the PBX did not answer.",
-        {
-            202: _json(
-                "Both channels moved; the call claims the payment as after a transfer.",
-                _ref("ListenInAnswer"),
-                _REPLAYED_HEADER,
-            ),
-            504: {
-                "description": "The PBX did not answer; the caller may be in the IVR already.",
-                "content": {"application/problem+json": {"schema": _ref("Problem")}},
-            },
-        },
+        "listen-in or not pending, or the operator's phone is not on one two-party call, or the "
+        "caller's keys would be tones; 503 when no ivrpay process has an AMI link; 504 when the "
+        "PBX did not answer.",
+        "Both channels moved; the call claims the payment as after a transfer.",
+        "ListenInAnswer",
+        "The PBX did not answer; the caller may be in the IVR already.",
     )
-    del op["responses"]["200"]
-    return op
 
 
 def _seconds(value: float) -> str:

@@ -23,7 +23,7 @@ from ivrpay.api.events import stream_payment
 from ivrpay.api.listenin import listen_in
 from ivrpay.api.payments import create_new_payment, settle_payment
 from ivrpay.api.problems import Problem
-from ivrpay.api.takeback import take_back
+from ivrpay.api.takeback import AmiAction, take_back
 from ivrpay.api.validation import JOBS, METHODS, OPERATIONS, parse_new_payment
 from ivrpay.store import screen as screen_store
 from ivrpay.store.states import STATUSES
@@ -322,32 +322,31 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/payments/{payment['id']}?done={done}")
 
 
-@routes.post("/payments/{id}/take-back")
-@page()
-async def take_back_caller(request: web.Request) -> web.StreamResponse:
-    """Take the caller back from the IVR (the API's take-back, as this operator)."""
+async def _ami_action(request: web.Request, act: AmiAction, done: str) -> web.StreamResponse:
+    """An AMI action on the payment (the API's own, as this operator); back to the live page
+    saying how it went."""
     payment = await _payment_or_404(request)
     base = f"/payments/{payment['id']}"
     try:
-        await take_back(request.config_dict, payment["id"], actor(request))
+        await act(request.config_dict, payment["id"], actor(request))
     except Problem as problem:
-        log.info("screen.take_back_refused", status=problem.status, problem=problem.slug)
+        log.info(f"screen.{done}_refused", status=problem.status, problem=problem.slug)
         raise web.HTTPSeeOther(f"{base}?failed={problem.slug or problem.status}") from None
-    raise web.HTTPSeeOther(f"{base}?done=take_back")
+    raise web.HTTPSeeOther(f"{base}?done={done}")
+
+
+@routes.post("/payments/{id}/take-back")
+@page()
+async def take_back_caller(request: web.Request) -> web.StreamResponse:
+    """Take the caller back from the IVR."""
+    return await _ami_action(request, take_back, "take_back")
 
 
 @routes.post("/payments/{id}/listen-in")
 @page()
 async def listen_in_start(request: web.Request) -> web.StreamResponse:
-    """Start the card entry while this operator listens in (the API's listen-in)."""
-    payment = await _payment_or_404(request)
-    base = f"/payments/{payment['id']}"
-    try:
-        await listen_in(request.config_dict, payment["id"], actor(request))
-    except Problem as problem:
-        log.info("screen.listen_in_refused", status=problem.status, problem=problem.slug)
-        raise web.HTTPSeeOther(f"{base}?failed={problem.slug or problem.status}") from None
-    raise web.HTTPSeeOther(f"{base}?done=listen_in")
+    """Start the card entry while this operator listens in."""
+    return await _ami_action(request, listen_in, "listen_in")
 
 
 # -- today's payments -------------------------------------------------------------------------
