@@ -100,15 +100,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def _refresh_webhook_backlog(pool: Any) -> None:
     """The backlog is a fact of the database (every process shares it), read at scrape time.
-
-    ``store.count_webhook_backlog(db) -> int`` is asked of the store; until it exists the gauge
-    keeps its last value. A failing database must not fail the scrape: the other metrics matter
-    most exactly then.
-    """
-    count = getattr(store, "count_webhook_backlog", None)
-    if count is None:
-        return
+    A failing database must not fail the scrape (the gauge keeps its last value): the other
+    metrics matter most exactly then."""
     try:
-        WEBHOOK_BACKLOG.set(await asyncio.wait_for(count(pool), HEALTH_TIMEOUT_S))
+        backlog = await asyncio.wait_for(store.count_webhook_backlog(pool), HEALTH_TIMEOUT_S)
+        WEBHOOK_BACKLOG.set(backlog)
     except Exception as exc:
         log.warning("api.metrics_backlog_failed", error=type(exc).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -166,3 +167,16 @@ async def test_unexpected_errors_are_bare_500_problems() -> None:
         "detail": "An internal error occurred.",
         "instance": "/api/v1/boom",
     }
+
+
+async def test_the_webhook_backlog_is_read_from_the_database_at_scrape_time(
+    make_client: MakeClient, pool: Any
+) -> None:
+    _c, key, _s = await store.create_api_client(pool, "hooked", "http://127.0.0.1:9/hook")
+    auth = {"Authorization": f"Bearer {key}"}
+    client = await make_client()
+    r = await client.post("/api/v1/payments", json=body(), headers=auth)
+    payment = await r.json()
+    await client.post(f"/api/v1/payments/{payment['id']}/cancel", headers=auth)  # queues one
+    text = await (await client.get("/metrics")).text()
+    assert "ivrpay_webhook_backlog 1.0" in text
