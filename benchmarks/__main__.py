@@ -128,21 +128,39 @@ def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
     return {k: float(after[k]) - float(before.get(k, 0)) for k in after if k not in skip}
 
 
-async def burst(server: Server, codes: Sequence[str], concurrency: int) -> Run:
+async def burst(server: Server | Sequence[Server], codes: Sequence[str], concurrency: int) -> Run:
+    """The calls back to back, ``concurrency`` at a time; over several servers in turn (the
+    round robin of ``hagi://``), their STATS summed, and the host's CPU busy share."""
+    servers = [server] if isinstance(server, Server) else list(server)
     sem = asyncio.Semaphore(concurrency)
     statuses: dict[str, int] = {}
 
-    async def one(code: str) -> None:
+    async def one(i: int, code: str) -> None:
         async with sem:
-            rec = await place_call("127.0.0.1", server.port, args=(code, ""), keys=KEYS)
+            port = servers[i % len(servers)].port
+            rec = await place_call("127.0.0.1", port, args=(code, ""), keys=KEYS)
             st = rec.variables.get("IVRPAY_STATUS", "-")
             statuses[st] = statuses.get(st, 0) + 1
 
-    before = await server.ask("STATS")
+    before = [await s.ask("STATS") for s in servers]
+    host0 = _host_cpu()
     t0 = time.perf_counter()
-    await asyncio.gather(*(one(c) for c in codes))
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(codes)))
     wall = time.perf_counter() - t0
-    return Run(len(codes), wall, statuses, _delta(await server.ask("STATS"), before))
+    host1 = _host_cpu()
+    total: dict[str, float] = {}
+    for s, b in zip(servers, before, strict=True):
+        for k, v in _delta(await s.ask("STATS"), b).items():
+            total[k] = total.get(k, 0.0) + v
+    total["host_busy"] = (host1[0] - host0[0]) / max(host1[1] - host0[1], 1)
+    return Run(len(codes), wall, statuses, total)
+
+
+def _host_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
 
 
 async def make_payments(pool: Any, client_id: str, n: int, tag: str) -> list[str]:
@@ -349,6 +367,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         args.concurrency)  # fmt: skip
         out["burst"] = {
             "calls": r.calls,
+            "host_cpu_busy": round(r.server["host_busy"], 3),
             "outcomes": r.statuses,
             "payments_per_s": round(r.statuses.get("SUCCEEDED", 0) / r.wall_s, 1),
             "server_cpu_ms_per_call": round(r.per_call("cpu_s") * 1000, 2),
@@ -387,6 +406,27 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     "tls_connections_per_call": round(k.per_call("gateway_connections"), 3),
                     "outcomes": k.statuses,
                 }
+
+        if args.scale:
+            out["scale_out"] = []
+            for k in args.scale:
+                progress(f"scale-out: {k} serve processes, calls in turn")
+                servers = [await Server.start("ivrpay", base_env) for _ in range(k)]
+                await burst(servers, await make_payments(pool, client, 5 * k, f"{tag}-s{k}w"), 8)
+                n = max(args.calls // 2, 20)
+                sc = await burst(servers, await make_payments(pool, client, n, f"{tag}-s{k}"),
+                                 args.concurrency)  # fmt: skip
+                for srv in servers:
+                    await srv.stop()
+                out["scale_out"].append(
+                    {
+                        "processes": k,
+                        "payments_per_s": round(sc.statuses.get("SUCCEEDED", 0) / sc.wall_s, 1),
+                        "server_cpu_ms_per_call": round(sc.per_call("cpu_s") * 1000, 2),
+                        "host_cpu_busy": round(sc.server["host_busy"], 3),
+                        "outcomes": sc.statuses,
+                    }
+                )
 
         if args.classic:
             progress(f"classic AGI: {args.classic} calls, one process each")
@@ -432,7 +472,8 @@ def table(r: dict[str, Any]) -> str:
         f"machine     {m['cores']} cores, Python {m['python']}, PostgreSQL {m['postgresql']}",
         f"burst       {b['payments_per_s']} payments/s, {b['server_cpu_ms_per_call']} ms server "
         f"CPU/call, {b['statements_per_call']} statements and {b['transactions_per_call']} "
-        f"transactions/call, outcomes {b['outcomes']}",
+        f"transactions/call, host CPU {b['host_cpu_busy'] * 100:.0f} % busy, "
+        f"outcomes {b['outcomes']}",
         f"floor       bare FastAGI {f['calls_per_s']} calls/s ({f['server_cpu_ms_per_call']} ms "
         f"CPU/call, {b['agi_commands_per_call']} AGI commands); ivrpay = "
         f"{b['floor_ratio'] * 100:.1f} % of it",
@@ -442,6 +483,12 @@ def table(r: dict[str, Any]) -> str:
             f"keep-alive  {mode:<4} (TLS) {k['payments_per_s']} payments/s, "
             f"{k['server_cpu_ms_per_call']} ms CPU/call, "
             f"{k['tls_connections_per_call']} new TLS connections/call"
+        )
+    for sc in r.get("scale_out", []):
+        rows.append(
+            f"scale-out   {sc['processes']} processes: {sc['payments_per_s']} payments/s, "
+            f"{sc['server_cpu_ms_per_call']} ms server CPU/call, host CPU "
+            f"{sc['host_cpu_busy'] * 100:.0f} % busy"
         )
     if "classic" in r:
         c = r["classic"]
@@ -500,6 +547,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--classic", type=int, default=24, help="classic AGI calls (0: none)")
+    parser.add_argument("--scale", default="2,4", help="serve processes to spread over ('': none)")
     parser.add_argument("--paced", default="10,100,1000,2000", help="calls in flight ('': none)")
     parser.add_argument("--pace-s", type=float, default=2.0, help="seconds per AGI command")
     parser.add_argument("--window-s", type=float, default=10.0, help="seconds per paced level")
@@ -507,8 +555,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench.json")
     args = parser.parse_args()
     args.paced = [int(x) for x in args.paced.split(",") if x.strip()]
+    args.scale = [int(x) for x in args.scale.split(",") if x.strip()]
     if args.quick:
         args.calls, args.classic, args.paced, args.window_s = 60, 4, [10, 100], 4.0
+        args.scale = [2]
     configure(level="warning", fmt="console")
     with tempfile.TemporaryDirectory(prefix="ivrpay-bench-") as tmp:
         os.chmod(tmp, 0o755)  # the embedded server runs as another user when we are root
