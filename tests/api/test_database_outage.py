@@ -11,9 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from ivrpay.api.middleware import problem_middleware
 from ivrpay.store.db import create_pool
 from tests.api.conftest import MakeClient
+from tests.payments.test_process import APP
 from tests.support.db import with_server_setting
 from tests.support.gateway import LogCapture
-from tests.workers.test_outage import APP, database_away, database_back, logged
+from tests.workers.test_outage import database_away, database_back, logged
 
 
 async def test_the_api_answers_503_while_the_database_is_away(

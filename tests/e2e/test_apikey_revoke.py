@@ -3,40 +3,13 @@ at once by two running ``serve`` processes on the same database."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 
 import aiohttp
 import asyncpg
 
 from ivrpay.sandbox.server import Sandbox
-from tests.e2e.test_commands import Server, _env, _ivrpay
-
-
-@asynccontextmanager
-async def _serve(env: dict[str, str]) -> AsyncIterator[Server]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ivrpay",
-        "serve",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    server = Server(proc, 0, 0, [])
-    try:
-        async with asyncio.timeout(60):
-            started = await server.next_event("ivrpay.started")
-        server.http_port = int(started["http"].rsplit(":", 1)[1])
-        yield server
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+from tests.e2e.test_commands import Server, _env, _ivrpay, serve_process
 
 
 async def test_a_revoked_key_is_refused_at_once_in_every_process(
@@ -59,7 +32,7 @@ async def test_a_revoked_key_is_refused_at_once_in_every_process(
     assert key not in out and key[8:16] not in out  # no secret beyond the prefix
 
     async with AsyncExitStack() as stack:
-        servers = [await stack.enter_async_context(_serve(env)) for _ in range(2)]
+        servers = [await stack.enter_async_context(serve_process(env)) for _ in range(2)]
         async with aiohttp.ClientSession() as http:
 
             async def status(server: Server, api_key: str) -> int:

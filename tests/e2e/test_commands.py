@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,8 +78,10 @@ class Server:
                 return event
 
 
-@pytest.fixture
-async def served(database_url: str, pool: asyncpg.Pool, sandbox: Sandbox) -> AsyncIterator[Server]:
+@asynccontextmanager
+async def serve_process(env: dict[str, str], **popen: Any) -> AsyncIterator[Server]:
+    """``ivrpay serve`` in its own process, started (its ports read from its log), killed after.
+    ``popen``: more arguments for the process (a ``preexec_fn`` that lowers its limits)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -86,19 +89,26 @@ async def served(database_url: str, pool: asyncpg.Pool, sandbox: Sandbox) -> Asy
         "serve",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=_env(database_url, sandbox),
+        env=env,
+        **popen,
     )
     server = Server(proc, 0, 0, [])
-    async with asyncio.timeout(60):
-        started = await server.next_event("ivrpay.started")
-    server.agi_port = int(started["agi"].rsplit(":", 1)[1])
-    server.http_port = int(started["http"].rsplit(":", 1)[1])
     try:
+        async with asyncio.timeout(60):
+            started = await server.next_event("ivrpay.started")
+        server.agi_port = int(started["agi"].rsplit(":", 1)[1])
+        server.http_port = int(started["http"].rsplit(":", 1)[1])
         yield server
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture
+async def served(database_url: str, pool: asyncpg.Pool, sandbox: Sandbox) -> AsyncIterator[Server]:
+    async with serve_process(_env(database_url, sandbox)) as server:
+        yield server
 
 
 async def test_serve_finishes_the_call_in_flight_on_sigterm_then_exits(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import subprocess
-import sys
 import time
 
 import aiohttp
@@ -17,7 +15,7 @@ from ivrpay import store
 from ivrpay.sandbox.server import Sandbox
 from ivrpay.simulator import SimulatedCall
 from tests.api.test_listener import read_all
-from tests.e2e.test_commands import Server, _env
+from tests.e2e.test_commands import _env, serve_process
 
 NOFILE = 320
 FLOOD = 400
@@ -37,24 +35,10 @@ async def test_a_flood_of_slow_http_leaves_the_calls_their_descriptors(
         IVRPAY_HTTP_HEADER_TIMEOUT_S="3",
         IVRPAY_HTTP_MAX_PER_ADDRESS="100000",
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ivrpay",
-        "serve",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        preexec_fn=_small_nofile,
-    )
-    server = Server(proc, 0, 0, [])
     flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    try:
-        async with asyncio.timeout(60):
-            capped = await server.next_event("http.connections_capped")
-            started = await server.next_event("ivrpay.started")
-        agi_port = int(started["agi"].rsplit(":", 1)[1])
-        http_port = int(started["http"].rsplit(":", 1)[1])
+    async with serve_process(env, preexec_fn=_small_nofile) as server:
+        capped = next(e for e in server.log if e.get("event") == "http.connections_capped")
+        agi_port, http_port = server.agi_port, server.http_port
         cap = capped["max_connections"]
         assert 0 < cap < FLOOD
 
@@ -100,11 +84,7 @@ async def test_a_flood_of_slow_http_leaves_the_calls_their_descriptors(
             assert timed_out + refused == FLOOD and 0 < timed_out <= cap
             async with http.get(f"{base}/healthz") as r:
                 assert r.status == 200  # HTTP answers again
-    finally:
         for _, w in flood:
             w.close()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     status = await pool.fetchval("SELECT status FROM payments WHERE order_id = 'flood-1'")
     assert status == "succeeded"

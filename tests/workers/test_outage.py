@@ -5,28 +5,14 @@ ends — no traceback, however many loops and tries."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg
-import pytest
 
 from ivrpay.config import Settings
-from ivrpay.store.db import create_pool
 from ivrpay.workers import Workers
-from tests.support.db import with_server_setting
+from tests.payments.test_process import kill_process_connections
 from tests.support.gateway import LogCapture
-
-APP = "ivrpay-workers-under-test"
-
-
-@pytest.fixture
-async def proc_pool(database_url: str, pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(with_server_setting(database_url, "application_name", APP), min_size=1)
-    try:
-        yield p
-    finally:
-        p.terminate()
 
 
 async def database_away(database_url: str, pool: asyncpg.Pool) -> asyncpg.Connection:
@@ -35,11 +21,7 @@ async def database_away(database_url: str, pool: asyncpg.Pool) -> asyncpg.Connec
     db = await pool.fetchval("SELECT current_database()")
     admin = await asyncpg.connect(urlsplit(database_url)._replace(path="/postgres").geturl())
     await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
-    await pool.fetchval(
-        """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-           WHERE datname = current_database() AND application_name = $1""",
-        APP,
-    )
+    await kill_process_connections(pool)
     return admin
 
 
