@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint fmt bench sounds clean
+.PHONY: install run test soak lint fmt bench sounds clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ run: install
 
 test: install lint
 	$(BIN)/pytest -q tests
+
+# Calls under random faults for IVRPAY_SOAK_S seconds (10 minutes), then a table of the counts.
+soak: install
+	IVRPAY_SOAK_S=$${IVRPAY_SOAK_S:-600} $(BIN)/pytest -q --timeout=0 \
+	  tests/e2e/test_fault_suite.py::test_soak
 
 lint: install
 	$(BIN)/ruff check ivrpay tests benchmarks

@@ -13,8 +13,10 @@ background work has run:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,83 +71,135 @@ def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def test_calls_under_random_faults_end_true(ivrpay: Ivrpay) -> None:
-    rng = random.Random(SEED)
-    gateway = ivrpay.service.gateway
-    process = ivrpay.service.payments
-    assert gateway is not None and process is not None
-    real_exec = gateway.exec_tran
-    kill_armed = asyncio.Event()
-    injected: Counter[str] = Counter()
+class FaultRun:
+    """Groups of calls, each group meeting two faults; then the checks of the module's notes."""
 
-    async def exec_then_maybe_kill(*args: Any, **kw: Any) -> Any:
-        answer = await real_exec(*args, **kw)
-        if kill_armed.is_set():
-            kill_armed.clear()
-            injected["killed connections"] += await _kill_service_connections(ivrpay)
-        return answer
+    def __init__(self, ivrpay: Ivrpay, seed: int) -> None:
+        self.ivrpay = ivrpay
+        self.rng = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+        self.heard: Counter[tuple[str, str]] = Counter()
+        self.calls: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.kill_armed = asyncio.Event()
+        gateway = ivrpay.service.gateway
+        assert gateway is not None
+        real_exec = gateway.exec_tran
 
-    gateway.exec_tran = exec_then_maybe_kill  # type: ignore[method-assign]
-    descriptors_before = _open_descriptors()
-    calls: list[tuple[dict[str, Any], dict[str, str]]] = []
-    order = rng.sample(FAULTS, len(FAULTS))
-    for group in range(GROUPS):
-        ivrpay.sandbox.clear_faults()
-        for endpoint, kind in order[2 * group : 2 * group + 2]:
-            injected[f"{endpoint} {kind}".strip()] += 1
+        async def exec_then_maybe_kill(*args: Any, **kw: Any) -> Any:
+            answer = await real_exec(*args, **kw)
+            if self.kill_armed.is_set():
+                self.kill_armed.clear()
+                self.injected["killed connections"] += await _kill_service_connections(ivrpay)
+            return answer
+
+        gateway.exec_tran = exec_then_maybe_kill  # type: ignore[method-assign]
+
+    async def group(self, faults: list[tuple[str, str]]) -> None:
+        sandbox = self.ivrpay.sandbox
+        sandbox.clear_faults()
+        for endpoint, kind in faults:
+            self.injected[f"{endpoint} {kind}".strip()] += 1
             if endpoint == "kill_db":
-                kill_armed.set()
+                self.kill_armed.set()
             elif endpoint != "none":
-                ivrpay.sandbox.add_fault(endpoint, kind, rng.randint(1, 2))
-        payments = [await ivrpay.create_payment(language="en") for _ in range(CALLS_PER_GROUP)]
+                sandbox.add_fault(endpoint, kind, self.rng.randint(1, 2))
+        payments = [await self.ivrpay.create_payment(language="en") for _ in range(CALLS_PER_GROUP)]
         records = await asyncio.gather(
-            *(ivrpay.call([*pay_keys(), "2"], code=p["code"]) for p in payments)
+            *(self.ivrpay.call([*pay_keys(), "2"], code=p["code"]) for p in payments)
         )
-        calls += [(p, r.variables) for p, r in zip(payments, records, strict=True)]
-    ivrpay.sandbox.clear_faults()
-    kill_armed.clear()
+        self.calls += [(p, r.variables) for p, r in zip(payments, records, strict=True)]
+        sandbox.clear_faults()
+        self.kill_armed.clear()
 
-    # The deferred writes land, then the background work resolves what is left (run here at
-    # moments ahead of now, so its back-off is due; the database answers again by now).
-    async with asyncio.timeout(120):
-        while process.tasks or ivrpay.service.deps.tasks:
-            await asyncio.gather(*process.tasks, *ivrpay.service.deps.tasks)
-    workers = ivrpay.service.workers
-    assert workers is not None
-    now = datetime.now(UTC)
-    for step in range(1, 8):
-        later = now + timedelta(minutes=10 * step)
-        await workers.loop(LeaseSweeper).run_once(later)
-        await workers.loop(Reconciler).run_once(later)
+    async def settle_and_check(self) -> None:
+        """The deferred writes land, then the background work resolves what is left (run here at
+        moments ahead of now, so its back-off is due); then every call is checked."""
+        ivrpay, process = self.ivrpay, self.ivrpay.service.payments
+        deps, workers = ivrpay.service.deps, ivrpay.service.workers
+        assert process is not None and deps is not None and workers is not None
+        async with asyncio.timeout(120):
+            while process.tasks or deps.tasks:
+                await asyncio.gather(*process.tasks, *deps.tasks)
+        now = datetime.now(UTC)
+        for step in range(1, 8):
+            later = now + timedelta(minutes=10 * step)
+            await workers.loop(LeaseSweeper).run_once(later)
+            await workers.loop(Reconciler).run_once(later)
+        for payment, variables in self.calls:
+            after = await ivrpay.payment(payment["id"])
+            orders = await ivrpay.pool.fetch(
+                "SELECT order_id FROM executions WHERE payment_id = $1", payment["id"]
+            )
+            charged = sum(
+                (ivrpay.sandbox.state.order(o["order_id"]) or {}).get("successes", 0)
+                for o in orders
+            )
+            told = variables.get("IVRPAY_STATUS", "")
+            self.heard[(told, after["status"])] += 1
+            assert after["status"] in FINAL, (after, told)
+            assert charged <= 1, after
+            assert (after["status"] == "succeeded") == (charged == 1), (after, charged, told)
+            if told == "SUCCEEDED":
+                assert charged == 1, after
+            if told in ("ERROR", "FAILED"):
+                assert charged == 0, ("told", told, "but charged", after)
+        self.calls.clear()
+        assert process.live_tokens == set() and deps.live_tokens == set()
+        left = await ivrpay.pool.fetchval(
+            "SELECT count(*) FROM payments WHERE NOT (status = ANY($1::text[]))", sorted(FINAL)
+        )
+        assert left == 0
 
-    heard: Counter[tuple[str, str]] = Counter()
-    for payment, variables in calls:
-        after = await ivrpay.payment(payment["id"])
-        orders = await ivrpay.pool.fetch(
-            "SELECT order_id FROM executions WHERE payment_id = $1", payment["id"]
-        )
-        charged = sum(
-            (ivrpay.sandbox.state.order(o["order_id"]) or {}).get("successes", 0) for o in orders
-        )
-        told = variables.get("IVRPAY_STATUS", "")
-        heard[(told, after["status"])] += 1
-        assert after["status"] in FINAL, (after, told)
-        assert charged <= 1, after
-        assert (after["status"] == "succeeded") == (charged == 1), (after, charged, told)
-        if told == "SUCCEEDED":
-            assert charged == 1, after
-        if told in ("ERROR", "FAILED"):
-            assert charged == 0, ("told", told, "but charged", after)
-    assert process.live_tokens == set() and ivrpay.service.deps.live_tokens == set()
-    assert not process.tasks and not ivrpay.service.deps.tasks
-    rows = await ivrpay.pool.fetch(
-        "SELECT status FROM payments WHERE status NOT IN ('succeeded',"
-        " 'failed', 'abandoned', 'canceled', 'expired')"
-    )
-    assert rows == []
-    print("faults injected:", dict(injected))
-    print("caller heard → payment ended:", {f"{t} → {s}": n for (t, s), n in heard.items()})
+    def table(self) -> str:
+        lines = [f"{'faults injected':<40} {'count':>6}"]
+        lines += [f"{k:<40} {v:>6}" for k, v in sorted(self.injected.items())]
+        lines += ["", f"{'caller heard → payment ended':<40} {'calls':>6}"]
+        lines += [f"{t + ' → ' + s:<40} {n:>6}" for (t, s), n in sorted(self.heard.items())]
+        lines += [f"{'total':<40} {sum(self.heard.values()):>6}"]
+        return "\n".join(lines)
+
+
+async def test_calls_under_random_faults_end_true(ivrpay: Ivrpay) -> None:
+    run = FaultRun(ivrpay, SEED)
+    descriptors_before = _open_descriptors()
+    order = run.rng.sample(FAULTS, len(FAULTS))
+    for group in range(GROUPS):
+        await run.group(order[2 * group : 2 * group + 2])
+    await run.settle_and_check()
+    print(run.table())
     print(f"descriptors: {descriptors_before} before, {_open_descriptors()} after")
-    assert sum(heard.values()) == GROUPS * CALLS_PER_GROUP
+    assert sum(run.heard.values()) == GROUPS * CALLS_PER_GROUP
     # The suite means something: faults did change outcomes, and some calls were paid.
-    assert any(t == "SUCCEEDED" for t, _ in heard) and any(t != "SUCCEEDED" for t, _ in heard)
+    assert any(t == "SUCCEEDED" for t, _ in run.heard)
+    assert any(t != "SUCCEEDED" for t, _ in run.heard)
+
+
+@pytest.mark.skipif(not os.environ.get("IVRPAY_SOAK_S"), reason="make soak (IVRPAY_SOAK_S)")
+async def test_soak(ivrpay: Ivrpay, capsys: pytest.CaptureFixture[str]) -> None:
+    """``make soak``: the same for IVRPAY_SOAK_S seconds (checked every 10 groups), then the
+    table of calls, faults and outcomes; memory and descriptors printed before and after."""
+    logging.getLogger().setLevel(logging.WARNING)  # ten minutes of debug lines help nobody
+    run = FaultRun(ivrpay, int(os.environ.get("IVRPAY_SOAK_SEED", SEED)))
+    deadline = time.monotonic() + float(os.environ["IVRPAY_SOAK_S"])
+    rss_before, fds_before = _rss_kb(), _open_descriptors()
+    groups = 0
+    while time.monotonic() < deadline:
+        await run.group(run.rng.sample(FAULTS, 2))
+        groups += 1
+        if groups % 10 == 0:
+            await run.settle_and_check()
+    await run.settle_and_check()
+    with capsys.disabled():
+        print()
+        print(run.table())
+        print(f"memory (RSS): {rss_before} kB before, {_rss_kb()} kB after {groups} groups")
+        print(f"descriptors: {fds_before} before, {_open_descriptors()} after")
+    assert ivrpay.sandbox.state.double_charges() == {}
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
