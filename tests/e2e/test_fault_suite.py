@@ -25,8 +25,10 @@ import asyncpg
 import pytest
 
 from ivrpay.workers import LeaseSweeper, Reconciler
+from tests.api.test_card_numbers import _dump
 from tests.e2e.callkit import pay_keys
 from tests.e2e.conftest import Ivrpay
+from tests.support.gateway import LogCapture, find_card_numbers
 
 SEED = 1307
 CALLS_PER_GROUP = 4
@@ -159,7 +161,9 @@ class FaultRun:
         return "\n".join(lines)
 
 
-async def test_calls_under_random_faults_end_true(ivrpay: Ivrpay) -> None:
+async def test_calls_under_random_faults_end_true(
+    ivrpay: Ivrpay, card_safe_logs: LogCapture
+) -> None:
     run = FaultRun(ivrpay, SEED)
     descriptors_before = _open_descriptors()
     order = run.rng.sample(FAULTS, len(FAULTS))
@@ -172,6 +176,10 @@ async def test_calls_under_random_faults_end_true(ivrpay: Ivrpay) -> None:
     # The suite means something: faults did change outcomes, and some calls were paid.
     assert any(t == "SUCCEEDED" for t, _ in run.heard)
     assert any(t != "SUCCEEDED" for t, _ in run.heard)
+    # The card-data sweep over every fault path: no card number in any log line (debug level
+    # included) or in any row of any table.
+    assert card_safe_logs.leaks() == []
+    assert find_card_numbers("\n".join(await _dump(ivrpay.pool))) == []
 
 
 @pytest.mark.skipif(not os.environ.get("IVRPAY_SOAK_S"), reason="make soak (IVRPAY_SOAK_S)")
