@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from ivrpay.workers import LeaseSweeper, Reconciler
 from tests.api.test_card_numbers import _dump
@@ -186,7 +187,17 @@ async def test_calls_under_random_faults_end_true(
 async def test_soak(ivrpay: Ivrpay, capsys: pytest.CaptureFixture[str]) -> None:
     """``make soak``: the same for IVRPAY_SOAK_S seconds (checked every 10 groups), then the
     table of calls, faults and outcomes; memory and descriptors printed before and after."""
-    logging.getLogger().setLevel(logging.WARNING)  # ten minutes of debug lines help nobody
+    # Ten minutes of debug lines help nobody, and pytest would keep them all in memory.
+    logging.getLogger().setLevel(logging.WARNING)
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        await _soak(ivrpay, capsys)
+    finally:
+        structlog.configure(**saved)
+
+
+async def _soak(ivrpay: Ivrpay, capsys: pytest.CaptureFixture[str]) -> None:
     run = FaultRun(ivrpay, int(os.environ.get("IVRPAY_SOAK_SEED", SEED)))
     deadline = time.monotonic() + float(os.environ["IVRPAY_SOAK_S"])
     rss_before, fds_before = _rss_kb(), _open_descriptors()
