@@ -45,6 +45,15 @@ LISTEN_INS = Counter(
     "Listen-in starts by outcome (ok, conflict, refused, unknown, unavailable).",
     ["outcome"],
 )
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "ivrpay_http_connections_closed_total",
+    "HTTP connections ivrpay closed itself: refused (over a connection limit) or header_timeout.",
+    ["reason"],
+)
+DATABASE_OUTAGES = Counter(
+    "ivrpay_database_outages_total", "Times the workers found the database away (one per outage)."
+)
+DATABASE_DOWN = Gauge("ivrpay_database_down", "1 while the workers find the database away, else 0.")
 SSE_STREAMS = Gauge("ivrpay_sse_streams", "Open payment event streams.")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -25,6 +25,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from ivrpay.metrics import HTTP_CONNECTIONS_CLOSED
+
 log = structlog.get_logger(__name__)
 
 _TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -60,6 +62,7 @@ class Gate:
                     refused=self.refused + 1,
                 )
             self.refused += 1
+            HTTP_CONNECTIONS_CLOSED.labels("refused").inc()
             return False
         self.by_address[address] += 1
         self.total += 1
@@ -101,6 +104,7 @@ class _Guarded(asyncio.Protocol):
         self._deadline = None
         if self._transport is not None and not self._transport.is_closing():
             self._gate.timed_out += 1
+            HTTP_CONNECTIONS_CLOSED.labels("header_timeout").inc()
             self._transport.write(_TIMEOUT_ANSWER)
             self._transport.close()
 

@@ -19,6 +19,7 @@ import structlog
 
 from ivrpay import store
 from ivrpay.config import Settings
+from ivrpay.metrics import DATABASE_DOWN, DATABASE_OUTAGES
 from ivrpay.payments import PaymentProcess, ReconcileOutcome, RegistrationOutcome
 from ivrpay.store import settlement as settlement_store
 from ivrpay.store.webhooks import SIGNATURE_HEADER
@@ -62,6 +63,8 @@ class Outage:
             self.since = time.monotonic()
             self.outages += 1
             log.warning("database_unavailable", worker=worker, error=type(exc).__name__)
+            DATABASE_OUTAGES.inc()
+            DATABASE_DOWN.set(1)
             self._changed()
         self.failing.add(worker)
         self.tries += 1
@@ -75,6 +78,7 @@ class Outage:
         if not self.failing:
             away_s = round(time.monotonic() - (self.since or time.monotonic()), 1)
             log.info("database_recovered", worker=worker, away_s=away_s)
+            DATABASE_DOWN.set(0)
             self.since = None
             self._changed()
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from ivrpay.api.app import http_gate, start_http
 from ivrpay.api.listener import Gate, Limits
 from ivrpay.config import Settings
+from ivrpay.metrics import HTTP_CONNECTIONS_CLOSED
 from ivrpay.service import http_limits
 
 Serve = Callable[[Limits], Awaitable[tuple[int, Gate]]]
@@ -55,6 +56,8 @@ async def _open(port: int, data: bytes) -> tuple[asyncio.StreamReader, asyncio.S
 
 async def test_slow_header_connections_are_closed_after_the_bound(serve: Serve) -> None:
     port, gate = await serve(Limits(header_timeout_s=0.5, idle_s=60, max_per_address=1000))
+    timed_out = HTTP_CONNECTIONS_CLOSED.labels("header_timeout")
+    before = timed_out._value.get()
     n = 200
     t0 = time.monotonic()
     conns = [await _open(port, PARTIAL) for _ in range(n)]
@@ -64,6 +67,7 @@ async def test_slow_header_connections_are_closed_after_the_bound(serve: Serve) 
     print(f"{n} slow-header connections closed {elapsed:.2f} s after opening (bound 0.5 s)")
     assert all(a.startswith(b"HTTP/1.1 408") for a in answers)
     assert gate.timed_out == n and gate.total == 0
+    assert timed_out._value.get() == before + n  # ivrpay_http_connections_closed_total
     for _, w in conns:
         w.close()
     # A request that is whole in time is answered as before.

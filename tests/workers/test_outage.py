@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ivrpay.config import Settings
+from ivrpay.metrics import DATABASE_DOWN
 from ivrpay.workers import Workers
 from tests.payments.test_process import kill_process_connections
 from tests.support.gateway import LogCapture
@@ -52,6 +53,7 @@ async def test_an_outage_is_one_line_and_its_end_another(
             while outage.tries < 30:  # many batches of several loops meet the outage
                 await outage.tried.wait()
         assert outage.down and len(outage.failing) >= 2, outage.failing
+        assert DATABASE_DOWN._value.get() == 1
         # Backing off: each failing loop now waits its longest pause, not its 10 ms interval.
         waits = {
             w.name: w.pause_s()
@@ -65,6 +67,7 @@ async def test_an_outage_is_one_line_and_its_end_another(
         async with asyncio.timeout(60):
             await ended.wait()
         assert not outage.down and outage.outages == 1
+        assert DATABASE_DOWN._value.get() == 0
     finally:
         if admin is not None:
             await database_back(pool, admin)
