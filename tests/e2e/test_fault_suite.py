@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -34,7 +35,8 @@ from tests.support.gateway import LogCapture, find_card_numbers
 SEED = 1307
 CALLS_PER_GROUP = 4
 # (endpoint, kind): what a group's calls meet at the gateway; "kill_db" kills the service's
-# database connections right after the first ExecTran of the group has its answer.
+# database connections right after the first ExecTran of the group has its answer; "db_away"
+# also refuses new ones until the group's calls have ended (PostgreSQL gone for a while).
 FAULTS = [
     ("ExecTran", "timeout"),
     ("ExecTran", "drop_answer"),
@@ -45,6 +47,8 @@ FAULTS = [
     ("EntryTran", "http500"),
     ("*", "busy"),
     ("kill_db", ""),
+    ("db_away", ""),
+    ("SearchTrade", "timeout"),
     ("none", ""),
 ]
 GROUPS = len(FAULTS) // 2  # two faults per group: each kind is met once
@@ -70,6 +74,22 @@ async def _kill_service_connections(ivrpay: Ivrpay) -> int:
         await conn.close()
 
 
+async def _refuse_connections(
+    ivrpay: Ivrpay, refuse: bool, admin: asyncpg.Connection | None = None
+) -> asyncpg.Connection | None:
+    """Refuse new connections to the database (True: returns the maintenance connection that
+    did it) or accept them again (False, with that connection, which is closed)."""
+    url = str(ivrpay.settings.database_url)
+    db = urlsplit(url).path.lstrip("/")
+    if admin is None:
+        admin = await asyncpg.connect(urlsplit(url)._replace(path="/postgres").geturl())
+    await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS {str(not refuse).lower()}')
+    if refuse:
+        return admin
+    await admin.close()
+    return None
+
+
 def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -84,13 +104,18 @@ class FaultRun:
         self.heard: Counter[tuple[str, str]] = Counter()
         self.calls: list[tuple[dict[str, Any], dict[str, str]]] = []
         self.kill_armed = asyncio.Event()
+        self.away_armed = asyncio.Event()
+        self.away: asyncpg.Connection | None = None
         gateway = ivrpay.service.gateway
         assert gateway is not None
         real_exec = gateway.exec_tran
 
         async def exec_then_maybe_kill(*args: Any, **kw: Any) -> Any:
             answer = await real_exec(*args, **kw)
-            if self.kill_armed.is_set():
+            if self.away_armed.is_set():
+                self.away_armed.clear()
+                self.away = await _refuse_connections(ivrpay, True)
+            if self.kill_armed.is_set() or self.away is not None:
                 self.kill_armed.clear()
                 self.injected["killed connections"] += await _kill_service_connections(ivrpay)
             return answer
@@ -104,6 +129,8 @@ class FaultRun:
             self.injected[f"{endpoint} {kind}".strip()] += 1
             if endpoint == "kill_db":
                 self.kill_armed.set()
+            elif endpoint == "db_away":
+                self.away_armed.set()
             elif endpoint != "none":
                 sandbox.add_fault(endpoint, kind, self.rng.randint(1, 2))
         payments = [await self.ivrpay.create_payment(language="en") for _ in range(CALLS_PER_GROUP)]
@@ -113,6 +140,10 @@ class FaultRun:
         self.calls += [(p, r.variables) for p, r in zip(payments, records, strict=True)]
         sandbox.clear_faults()
         self.kill_armed.clear()
+        self.away_armed.clear()
+        if self.away is not None:  # PostgreSQL is back
+            await _refuse_connections(self.ivrpay, False, self.away)
+            self.away = None
 
     async def settle_and_check(self) -> None:
         """The deferred writes land, then the background work resolves what is left (run here at
