@@ -162,7 +162,8 @@ async def _relayed(
         status, _, slug = detail.partition(" ")
         code = slug.replace("-", "_")
         if code in _CONFLICTS:
-            raise _conflict(code)
+            # Counted by the process that ran it: not counted again here.
+            raise conflict(*_CONFLICTS[code])
         if status.isdigit():
             raise Problem(int(status), slug, "The PBX refused the listen-in.")
     if outcome == "unknown":
@@ -184,6 +185,9 @@ async def run_job(config: Mapping[Any, Any], row: Mapping[str, Any]) -> tuple[st
         return "refused", "404 not-found"
     actor = str((row.get("variables") or {}).get("actor") or "relay")
     try:
+        code = store.listen_in_conflict(current)  # it may have changed while queued
+        if code is not None:
+            raise _conflict(code)
         _snapshot, process = await _start_here(config, tb, current, actor)
     except Problem as problem:
         if problem.status == 504:
@@ -195,12 +199,11 @@ async def run_job(config: Mapping[Any, Any], row: Mapping[str, Any]) -> tuple[st
 async def _start_here(
     config: Mapping[Any, Any], tb: Any, current: Mapping[str, Any], actor: str
 ) -> tuple[dict[str, Any], str]:
-    """The listen-in with this process's AMI link (see the module's steps)."""
+    """The listen-in with this process's AMI link (see the module's steps), for a payment
+    :func:`~ivrpay.store.listen_in_conflict` found nothing against (the store checks again on
+    the locked row)."""
     pool, clock = config[keys.POOL], config[keys.CLOCK]
     payment_id = current["id"]
-    code = store.listen_in_conflict(current)
-    if code is not None:
-        raise _conflict(code)
     link = tb.link
     device = current["operator"]["callback"]
     try:

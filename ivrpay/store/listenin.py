@@ -20,9 +20,17 @@ def _instant(now: datetime) -> str:
     return now.astimezone(UTC).isoformat()
 
 
+_CONFLICTS = {
+    "not_listen_in": "the payment was not registered for listen-in",
+    "not_pending": "the payment is not waiting for its caller",
+    "already_listening": "the listen-in has started already",
+}
+
+
 def listen_in_conflict(snapshot: Mapping[str, Any]) -> str | None:
     """Why the payment's card entry cannot be started by listen-in now (a Conflict code), or
-    None; pure, on a snapshot: :func:`mark_listen_in` checks the same on the locked row."""
+    None; pure, on a snapshot or the payment's row (the same three columns): :func:`mark_listen_in`
+    asks it again of the locked row."""
     if not (snapshot.get("operator") or {}).get("listen_in"):
         return "not_listen_in"
     if snapshot["status"] != "pending":
@@ -60,12 +68,9 @@ async def mark_listen_in(
     }
     async with transaction(db) as conn:
         row = await lock_existing(conn, pid)
-        if not (row["operator"] or {}).get("listen_in"):
-            raise Conflict("not_listen_in", "the payment was not registered for listen-in")
-        if row["status"] != "pending":
-            raise Conflict("not_pending", "the payment is not waiting for its caller")
-        if row["listen_in"] is not None:
-            raise Conflict("already_listening", "the listen-in has started already")
+        code = listen_in_conflict(row)
+        if code is not None:
+            raise Conflict(code, _CONFLICTS[code])
         snap = await change(
             conn,
             pid,
